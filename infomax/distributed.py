@@ -25,10 +25,24 @@ def all_reduce_sum(x: torch.Tensor, group) -> torch.Tensor:
     return x
 
 
-def gather_with_grad(x: torch.Tensor, group) -> torch.Tensor:
-    """Concatenate `x` from all ranks along dim 0; gradients flow back to each rank's slice."""
-    if not active(group):
-        return x
-    from torch.distributed.nn.functional import all_gather
+class _GatherWithGrad(torch.autograd.Function):
+    """all_gather whose backward sums every rank's gradient for this rank's slice."""
 
-    return torch.cat(all_gather(x, group=group), dim=0)
+    @staticmethod
+    def forward(ctx, x, group):
+        ctx.group, ctx.rows = group, x.shape[0]
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(parts, x.contiguous(), group=group)
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        grad = grad.contiguous()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM, group=ctx.group)
+        start = dist.get_rank(ctx.group) * ctx.rows
+        return grad[start : start + ctx.rows], None
+
+
+def gather_with_grad(x: torch.Tensor, group) -> torch.Tensor:
+    """Concatenate equal-sized `x` from all ranks along dim 0, differentiably."""
+    return _GatherWithGrad.apply(x, group) if active(group) else x

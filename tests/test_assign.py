@@ -1,0 +1,92 @@
+"""MIRA's fixed point (Eq. 3-5) and SwAV's Sinkhorn-Knopp."""
+import math
+
+import pytest
+import torch
+
+from infomax.assign import mira, mira_objective, sinkhorn
+
+TAU, BETA = 0.225, 2 / 3
+
+
+def cosine_logits(b=64, k=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    protos = torch.nn.functional.normalize(torch.randn(k, 16, generator=g), dim=1)
+    z = torch.nn.functional.normalize(protos[torch.randint(0, k // 2, (b,), generator=g)] + 0.7 * torch.randn(b, 16, generator=g), dim=1)
+    return (z @ protos.T).double()
+
+
+def test_mira_satisfies_the_optimality_condition_eq4():
+    logits = cosine_logits()
+    w = mira(logits, TAU, BETA, iters=300)
+    p = torch.softmax(logits / TAU, 1)
+    a = 1 - BETA
+    wbar = w.mean(0)
+    rhs = wbar.pow(-BETA / a) * p.pow(1 / a)
+    rhs = rhs / rhs.sum(1, keepdim=True)
+    assert (w - rhs).abs().max().item() < 1e-6
+    torch.testing.assert_close(w.sum(1), torch.ones(64, dtype=torch.float64))
+
+
+def test_mira_is_the_unique_minimiser_of_eq3():
+    logits = cosine_logits(seed=1)
+    w = mira(logits, TAU, BETA, iters=300)
+    best = mira_objective(w, logits, TAU, BETA)
+    g = torch.Generator().manual_seed(2)
+    for scale in (1e-3, 1e-2, 1e-1, 1.0):
+        for _ in range(10):
+            perturbed = w * torch.exp(scale * torch.randn(w.shape, generator=g, dtype=torch.float64))
+            perturbed = perturbed / perturbed.sum(1, keepdim=True)
+            assert mira_objective(perturbed, logits, TAU, BETA) > best
+
+
+def test_mira_marginals_converge_and_fight_collapse():
+    logits = cosine_logits()
+    w, marginals = mira(logits, TAU, BETA, iters=50, return_marginals=True)
+    assert marginals.shape == (51, 12)
+    steps = (marginals[1:] - marginals[-1]).abs().sum(1)
+    assert steps[-1] < 1e-8 and steps[5] < steps[0]
+    torch.testing.assert_close(marginals[0], torch.softmax(logits / TAU, 1).mean(0))
+    # the marginal-entropy term lifts rare clusters: the marginal is more even than
+    # that of the same sharpening p^(1/(1-beta)) without the u^(-beta/(1-beta)) weights
+    entropy = lambda q: -(q * q.clamp_min(1e-300).log()).sum()  # noqa: E731
+    sharpened = torch.softmax(logits / TAU / (1 - BETA), 1)
+    assert entropy(w.mean(0)) > entropy(sharpened.mean(0)) + 0.05
+    assert w.dtype == logits.dtype and not w.requires_grad
+
+
+def test_mira_beta_zero_is_the_sharpened_model_probability():
+    logits = cosine_logits()
+    torch.testing.assert_close(mira(logits, TAU, beta=0.0, iters=5), torch.softmax(logits / TAU, 1))
+
+
+def test_mira_bad_input():
+    with pytest.raises(ValueError, match="beta"):
+        mira(torch.randn(4, 3), beta=1.0)
+    with pytest.raises(ValueError, match="logits"):
+        mira(torch.full((4, 3), float("nan")))
+    assert torch.isfinite(mira(torch.randn(8, 5) * 1e6)).all()
+
+
+def test_sinkhorn_equipartitions_prototypes():
+    scores = cosine_logits(b=60, k=12).float()
+    q = sinkhorn(scores, epsilon=0.05, iters=500)
+    torch.testing.assert_close(q.sum(1), torch.ones(60))
+    torch.testing.assert_close(q.sum(0), torch.full((12,), 60 / 12), atol=1e-3, rtol=0)
+    rough = sinkhorn(scores, epsilon=0.05, iters=3)
+    assert (rough.sum(0) - 5).abs().max() > (q.sum(0) - 5).abs().max()
+
+
+def test_sinkhorn_matches_the_swav_linear_domain_recipe():
+    scores = cosine_logits(b=32, k=8)
+    q = torch.exp(scores / 0.05).T
+    q /= q.sum()
+    k, b = q.shape
+    for _ in range(3):
+        q /= q.sum(dim=1, keepdim=True)
+        q /= k
+        q /= q.sum(dim=0, keepdim=True)
+        q /= b
+    torch.testing.assert_close(sinkhorn(scores, 0.05, 3), (q * b).T)
+    assert torch.isfinite(sinkhorn(scores * 1e6)).all()
+    assert math.isclose(sinkhorn(scores, 0.05, 3).sum().item(), 32, rel_tol=1e-9)
