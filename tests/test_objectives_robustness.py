@@ -114,3 +114,17 @@ def test_objective_module_binds_settings():
     a, b = torch.randn(8, 6), torch.randn(8, 6)
     torch.testing.assert_close(module(a, b), O.smi(a, b, lambd=0.3, eps=1e-2))
     assert "lambd=0.3" in repr(module)
+
+
+def test_auto_form_picks_the_cheaper_computation():
+    from infomax.objectives._crosscov import resolve_form
+
+    assert resolve_form("auto", 256, 8192) == "sample"
+    assert resolve_form("auto", 1024, 1536) == "feature"  # two Gram matrices cost more here
+    assert resolve_form("auto", 1024, 1536, grams=1) == "sample"
+
+
+def test_swapped_prediction_checks_every_target_shape():
+    w = torch.softmax(torch.randn(4, 3), 1)
+    with pytest.raises(ValueError, match=r"targets\[1\]"):
+        O.swapped_prediction([w, w[:, :1]], [torch.randn(4, 3), torch.randn(4, 3)])

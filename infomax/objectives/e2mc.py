@@ -32,6 +32,10 @@ def m_spacings_entropy(x: torch.Tensor, m: int | None = None, reduction: str = "
     U[0, 1] gives about 0 and U[0, a] about log(a), minus an O(1/m) bias.
     """
     check_matrix("x", x)
+    return _m_spacings(x, m, reduction)
+
+
+def _m_spacings(x: torch.Tensor, m: int | None, reduction: str = "mean") -> torch.Tensor:
     n = x.shape[0]
     m = default_m(n) if m is None else int(m)
     if not 1 <= m < n:
@@ -60,7 +64,7 @@ def to_compact(z: torch.Tensor, space: str) -> torch.Tensor:
 
 
 @full_precision
-def e2mc(z: torch.Tensor, space: str = "hypercube", m: int | None = None) -> dict[str, torch.Tensor]:
+def e2mc(z: torch.Tensor, space: str = "hypercube", m: int | None = None, form: str = "auto") -> dict[str, torch.Tensor]:
     """Entropy and covariance terms of one view's embeddings, after the compact map.
 
     Returns {"entropy": H, "covariance": Cov}; a training step adds
@@ -68,4 +72,4 @@ def e2mc(z: torch.Tensor, space: str = "hypercube", m: int | None = None) -> dic
     """
     check_matrix("z", z)
     compact = to_compact(z, space)
-    return {"entropy": m_spacings_entropy(compact, m), "covariance": covariance_penalty(compact)}
+    return {"entropy": _m_spacings(compact, m), "covariance": covariance_penalty(compact, form)}

@@ -21,12 +21,11 @@ def swapped_prediction(targets, logits, temperature: float = 0.1) -> torch.Tenso
     temperature = check_positive("temperature", temperature)
     if not targets or len(logits) < max(2, len(targets)):
         raise ValueError(f"need >= 1 target view and >= 2 logit views with len(logits) >= len(targets); got {len(targets)} and {len(logits)}.")
-    for i, (w, s) in enumerate(zip(targets, logits)):
-        check_matrix(f"targets[{i}]", w, min_rows=1)
-    for i, s in enumerate(logits):
-        check_matrix(f"logits[{i}]", s, min_rows=1)
-        if s.shape != targets[0].shape:
-            raise ValueError(f"`logits[{i}]` has shape {tuple(s.shape)}, expected {tuple(targets[0].shape)} like the targets.")
+    for name, tensors in (("targets", targets), ("logits", logits)):
+        for i, t in enumerate(tensors):
+            check_matrix(f"{name}[{i}]", t, min_rows=1)
+            if t.shape != targets[0].shape:
+                raise ValueError(f"`{name}[{i}]` has shape {tuple(t.shape)}, expected {tuple(targets[0].shape)} like targets[0].")
     log_q = [torch.log_softmax(s / temperature, dim=1) for s in logits]
     terms = [-(w.detach() * log_q[v]).sum(dim=1).mean() for t, w in enumerate(targets) for v in range(len(logits)) if v != t]
     return torch.stack(terms).mean()
