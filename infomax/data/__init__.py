@@ -1,0 +1,1 @@
+"""Datasets: format readers (sources, views, label subsets and the feature cache follow)."""
