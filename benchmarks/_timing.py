@@ -6,7 +6,6 @@ import datetime
 import itertools
 import os
 import platform
-import statistics
 import time
 from typing import Callable, Sequence
 
@@ -33,13 +32,13 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - start
 
 
-def interleaved_medians(fns: Sequence[Callable[[], object]], device: torch.device, reps: int) -> list[float]:
-    """Median seconds of each fn over `reps` rounds run A B A B ..., so drifting load hits all alike."""
+def interleaved(fns: Sequence[Callable[[], object]], device: torch.device, reps: int) -> list[list[float]]:
+    """Seconds per call of each fn over `reps` rounds run A B A B ..., so drifting load hits all alike."""
     samples: list[list[float]] = [[] for _ in fns]
     for _ in range(reps):
         for fn, times in zip(fns, samples):
             times.append(timed(fn, device))
-    return [statistics.median(times) for times in samples]
+    return samples
 
 
 @contextlib.contextmanager

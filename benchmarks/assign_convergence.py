@@ -5,24 +5,29 @@ assignment after n iterations and the 1000-iteration solution is recorded, for
 `infomax.assign.mira` (tau_t=0.225, beta=2/3) and `infomax.assign.sinkhorn` (epsilon=0.05),
 then averaged over batches. Both assigners return rows summing to one, so the SSEs compare.
 
-MIRA: one `mira(..., iters=1000, return_marginals=True)` call gives the marginal u_n after
-every iteration; W_n = softmax_j(log p_ij / a - (beta/a) log u_nj), a = 1 - beta (Eq. 4), is
-what `mira(..., iters=n)` returns. Sinkhorn: the state after n iterations is a row
-softmax of S/eps + b_n for a per-prototype vector b_n, so `sinkhorn(eps * log Q_n, iters=1)`
-is exactly iteration n+1; the benchmark chains single-iteration library calls and keeps b_n.
-Both shortcuts are checked against direct calls with `iters=n` on the first batch.
+Both iterations have a K-vector state from which W_n is a row softmax:
+MIRA:     W_n = softmax_j(log p_ij / a - (beta/a) log u_nj), a = 1 - beta (Eq. 4), the u_n coming
+          from one `mira(..., iters=1000, return_marginals=True)` call;
+Sinkhorn: Q_n = softmax_j(S_ij / eps + b_nj), and `sinkhorn(eps * log Q_n, iters=1)` is exactly
+          iteration n+1, so single-iteration library calls are chained and b_n (the column mean
+          of log Q_n - S / eps, up to a constant) kept.
+On the first batch both are checked against direct library calls with `iters=n`.
+SSE is evaluated at every n <= 30 and at log-spaced n beyond, and densely wherever a curve
+first crosses the 1e-6 threshold, so the iteration counts reported are exact.
 
 Synthetic logits (`synthetic_logits`), standing in for a trained model's teacher scores:
 K prototypes are uniform random unit vectors in R^dim; `used` of them are cluster centres
 whose popularity follows Zipf's law (weight of the r-th centre ~ r^-zipf), so a batch covers
 a few hundred clusters very unevenly and most prototypes own no sample. Each embedding is
 normalise(prototype_c + sigma * g / sqrt(dim)), g ~ N(0, I), with sigma drawn per sample
-uniformly from `noise`, so some samples sit close to their prototype and others are ambiguous.
-The logits are the cosine similarities embedding . prototype, in [-1, 1].
+uniformly from `noise`, so some samples sit close to their prototype (cosine ~0.95) and others
+are ambiguous (~0.7). The logits are the cosine similarities embedding . prototype, in [-1, 1].
+The default dim=128 matches SwAV/MIRA's projection; a lower dim spreads the off-target
+cosines (sd ~ 1/sqrt(dim)), which slows Sinkhorn much more than MIRA (see the dim sweep).
 `--logits FILE.safetensors` replaces them by a stored (N, K) tensor (e.g. model outputs):
 N <= batch size gives one batch, otherwise random batches of rows are drawn.
 
-    python benchmarks/assign_convergence.py [--batches 3] [--logits scores.safetensors]
+    python benchmarks/assign_convergence.py [--batches 3] [--logits scores.safetensors --key NAME]
 """
 from __future__ import annotations
 
@@ -33,6 +38,7 @@ import math
 import platform
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -45,7 +51,7 @@ TINY = 1e-300
 
 
 def synthetic_logits(num_batches, batch_size=512, prototypes=3000, dim=128, used=1000, zipf=1.0,
-                     noise=(0.8, 2.0), seed=0):
+                     noise=(0.3, 1.0), seed=0):
     g = torch.Generator().manual_seed(seed)
     protos = F.normalize(torch.randn(prototypes, dim, generator=g, dtype=torch.float64), dim=1)
     centres = torch.randperm(prototypes, generator=g)[:used]
@@ -76,43 +82,86 @@ def file_logits(path, num_batches, batch_size=512, key=None, seed=0):
     return [x[torch.randperm(x.shape[0], generator=g)[:batch_size]] for _ in range(num_batches)]
 
 
-def sse_curve(base, shifts, reference):
-    return torch.stack([(torch.softmax(base + s, dim=1) - reference).square().sum() for s in shifts])
+class Trajectory(NamedTuple):
+    base: torch.Tensor  # (B, K)
+    shifts: torch.Tensor  # (iters, K): row n-1 is the state after n iterations
+    reference: torch.Tensor  # (B, K): the assignment after `iters` iterations
+
+    def sse(self, n: int) -> float:
+        return float((torch.softmax(self.base + self.shifts[n - 1], dim=1) - self.reference).square().sum())
 
 
-def mira_curve(logits, temperature, beta, iters, check=()):
+def mira_trajectory(logits, temperature, beta, iters, check=()):
     ref, u = mira(logits, temperature=temperature, beta=beta, iters=iters, return_marginals=True)
     a = 1 - beta
-    base = torch.log_softmax(logits / temperature, dim=1) / a
-    shifts = -(beta / a) * u.clamp_min(TINY).log()
+    t = Trajectory(torch.log_softmax(logits / temperature, dim=1) / a, -(beta / a) * u[1:].clamp_min(TINY).log(), ref)
     for n in check:
         direct = mira(logits, temperature=temperature, beta=beta, iters=n)
-        torch.testing.assert_close(torch.softmax(base + shifts[n], dim=1), direct, rtol=1e-9, atol=1e-12)
-    return sse_curve(base, shifts, ref)
+        torch.testing.assert_close(torch.softmax(t.base + t.shifts[n - 1], dim=1), direct, rtol=1e-9, atol=1e-12)
+    return t
 
 
-def sinkhorn_state(q, base):
-    d = q.clamp_min(TINY).log() - base
-    return (d - d.mean(dim=1, keepdim=True)).mean(dim=0)
-
-
-def sinkhorn_curve(scores, epsilon, iters, check=()):
-    base = scores / epsilon
-    q, shifts, direct = sinkhorn(scores, epsilon, iters=1), [], {}
+def sinkhorn_trajectory(scores, epsilon, iters, check=()):
+    base, q, shifts, direct = scores / epsilon, sinkhorn(scores, epsilon, iters=1), [], {}
+    base_mean = base.mean(dim=0)
     for n in range(1, iters + 1):
-        if n > 1:
-            q = sinkhorn(epsilon * q.clamp_min(TINY).log(), epsilon, iters=1)
-        shifts.append(sinkhorn_state(q, base))
         if n in check:
             direct[n] = q
+        log_q = q.clamp_min(TINY).log()
+        shifts.append(log_q.mean(dim=0) - base_mean)
+        if n < iters:
+            q = sinkhorn(epsilon * log_q, epsilon, iters=1)
     for n, q_n in direct.items():
         torch.testing.assert_close(q_n, sinkhorn(scores, epsilon, iters=n), rtol=1e-9, atol=1e-12)
-    return torch.cat([torch.full((1,), math.nan, dtype=torch.float64), sse_curve(base, shifts, q)])
+    return Trajectory(base, torch.stack(shifts), q)
 
 
-def iterations_to(curve, threshold=THRESHOLD):
-    hit = (curve[1:] <= threshold).nonzero()
-    return int(hit[0]) + 1 if len(hit) else None
+class Curve:
+    """SSE(n) of several batches' trajectories, evaluated lazily at the n asked for."""
+
+    def __init__(self, trajectories):
+        self.trajectories, self.values = trajectories, {}
+
+    def at(self, n):
+        if n not in self.values:
+            self.values[n] = torch.tensor([t.sse(n) for t in self.trajectories], dtype=torch.float64)
+        return self.values[n]
+
+    def first_below(self, points, reduce, threshold=THRESHOLD):
+        prev = 0
+        for n in points:
+            if reduce(self.at(n)) <= threshold:
+                return next(m for m in range(prev + 1, n + 1) if reduce(self.at(m)) <= threshold)
+            prev = n
+        return None
+
+    def summary(self):
+        ns = sorted(self.values)
+        stack = torch.stack([self.values[n] for n in ns])
+        return {"n": ns, "mean": stack.mean(1).tolist(), "min": stack.min(1).values.tolist(),
+                "max": stack.max(1).values.tolist()}
+
+
+def sample_points(iters):
+    geometric = torch.logspace(math.log10(30), math.log10(iters - 1), 60).round().long().tolist() if iters > 31 else []
+    return sorted({*range(1, min(30, iters - 1) + 1), *geometric, *(n for n in TABLE_N if n < iters)})
+
+
+def measure(batches, args, check=(1, 3, 30)):
+    check = tuple(n for n in check if n <= args.iters)
+    runs = {"MIRA": [], "Sinkhorn": []}
+    for i, logits in enumerate(batches):
+        c = check if i == 0 else ()
+        runs["MIRA"].append(mira_trajectory(logits, args.temperature, args.beta, args.iters, c))
+        runs["Sinkhorn"].append(sinkhorn_trajectory(logits, args.epsilon, args.iters, c))
+    curves = {m: Curve(t) for m, t in runs.items()}
+    points = sample_points(args.iters)
+    reach = {m: {"mean": c.first_below(points, torch.mean), "worst_batch": c.first_below(points, torch.max)}
+             for m, c in curves.items()}
+    for c in curves.values():
+        for n in points:
+            c.at(n)
+    return {m: c.summary() for m, c in curves.items()}, reach
 
 
 def machine():
@@ -121,71 +170,67 @@ def machine():
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{cpu}, {torch.get_num_threads()} threads, {platform.system()} {platform.release()}"
-
-
-def summarise(curves):
-    stack = torch.stack(curves)
-    return {"mean": stack.mean(0), "min": stack.min(0).values, "max": stack.max(0).values}
+    return f"{cpu}, {torch.get_num_threads()} torch threads, {platform.system()} {platform.release()}"
 
 
 def fmt_iters(n, iters):
     return str(n) if n is not None else f"> {iters}"
 
 
-def write_markdown(path, meta, stats, iters):
-    names = list(stats)
-    rows = [f"| n | " + " | ".join(f"{m} mean SSE" for m in names) + " |", "|---:|" + "---:|" * len(names)]
+def write_markdown(path, meta, curves, reach, sweep):
+    iters, names = meta["iters"], list(curves)
+    table = [f"| n | " + " | ".join(f"{m} mean SSE" for m in names) + " |", "|---:|" + "---:|" * len(names)]
     for n in TABLE_N:
-        if n <= iters:
-            rows.append(f"| {n} | " + " | ".join(f"{stats[m]['mean'][n].item():.3e}" for m in names) + " |")
-    reach = ["| method | mean curve | worst batch |", "|---|---:|---:|"]
-    for m in names:
-        reach.append(f"| {m} | {fmt_iters(meta['iterations_to_threshold'][m]['mean'], iters)} "
-                     f"| {fmt_iters(meta['iterations_to_threshold'][m]['worst_batch'], iters)} |")
-    text = f"""# Assignment convergence: MIRA vs Sinkhorn-Knopp (MIRA paper, Fig. 2)
+        if n < iters:
+            table.append(f"| {n} | " + " | ".join(
+                f"{curves[m]['mean'][curves[m]['n'].index(n)]:.3e}" for m in names) + " |")
+    hits = ["| method | mean curve | worst batch |", "|---|---:|---:|"]
+    hits += [f"| {m} | {fmt_iters(r['mean'], iters)} | {fmt_iters(r['worst_batch'], iters)} |" for m, r in reach.items()]
+    lines = [
+        "# Assignment convergence: MIRA vs Sinkhorn-Knopp (MIRA paper, Fig. 2)", "",
+        f"SSE between the assignment after n iterations and the {iters}-iteration solution, averaged over "
+        f"{meta['batches']} batches of {meta['batch_size']} x {meta['prototypes']} logits ({meta['source']}). "
+        f"MIRA: tau_t = {meta['mira']['temperature']}, beta = {meta['mira']['beta']:.4f}; "
+        f"Sinkhorn-Knopp: epsilon = {meta['sinkhorn']['epsilon']}. "
+        f"Produced by `benchmarks/assign_convergence.py`; curves in `{path.stem}.json`, "
+        f"plot in `{path.stem}.png`.", "", *table, "",
+        f"Iterations needed to reach SSE <= {THRESHOLD:g}:", "", *hits, "",
+        f"SSE is 0 at n = {iters} by construction; \"> {iters}\" would mean never below the threshold before that. "
+        "Values around 1e-28 to 1e-32 are the float64 rounding floor.",
+    ]
+    if sweep:
+        lines += ["", f"Sensitivity to the generator's dimension (1 batch each, reference = {meta['sweep_iters']} "
+                  "iterations, iterations to SSE <= 1e-6 and SSE at n = 10):", "",
+                  "| dim | MIRA iters | Sinkhorn iters | MIRA SSE(10) | Sinkhorn SSE(10) |", "|---:|---:|---:|---:|---:|"]
+        lines += [f"| {s['dim']} | {fmt_iters(s['MIRA'], meta['sweep_iters'])} | "
+                  f"{fmt_iters(s['Sinkhorn'], meta['sweep_iters'])} | {s['MIRA_sse10']:.1e} | {s['Sinkhorn_sse10']:.1e} |"
+                  for s in sweep]
+    lines += ["", f"- machine: {meta['machine']}", f"- torch {meta['torch']}, python {meta['python']}",
+              f"- date: {meta['date']}", f"- seed: {meta['seed']}; runtime {meta['seconds']:.0f} s", ""]
+    path.write_text("\n".join(lines))
 
-SSE between the assignment after n iterations and the {iters}-iteration solution, averaged over
-{meta['batches']} batches of {meta['batch_size']} x {meta['prototypes']} logits ({meta['source']}).
-MIRA: tau_t = {meta['mira']['temperature']}, beta = {meta['mira']['beta']:.4f}. Sinkhorn-Knopp: epsilon = {meta['sinkhorn']['epsilon']}.
-Generated by `benchmarks/assign_convergence.py`; curves in `assign_convergence.json`, plot in `assign_convergence.png`.
 
-{chr(10).join(rows)}
-
-Iterations needed to reach SSE <= {THRESHOLD:g}:
-
-{chr(10).join(reach)}
-
-SSE is measured against iteration {iters}, so it is 0 there by construction; "> {iters}" means never below the threshold before that.
-
-- machine: {meta['machine']}
-- torch {meta['torch']}, python {meta['python']}
-- date: {meta['date']}
-- seed: {meta['seed']}; runtime {meta['seconds']:.0f} s
-"""
-    path.write_text(text)
-
-
-def plot(path, stats, meta):
+def plot(path, curves, meta):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    iters = meta["iters"]
-    n = torch.arange(iters)
+    floor = 1e-33
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for (name, s), colour in zip(stats.items(), ("tab:blue", "tab:orange")):
-        label = f"{name} ({meta[name.lower()]['label']})"
-        ax.plot(n[1:], s["mean"][1:iters], color=colour, label=label)
-        ax.fill_between(n[1:], s["min"][1:iters], s["max"][1:iters], color=colour, alpha=0.2, linewidth=0)
+    for (name, c), colour in zip(curves.items(), ("tab:blue", "tab:orange")):
+        clip = lambda v: [max(x, floor) for x in v]  # noqa: E731
+        ax.plot(c["n"], clip(c["mean"]), color=colour, label=f"{name} ({meta[name.lower()]['label']})")
+        ax.fill_between(c["n"], clip(c["min"]), clip(c["max"]), color=colour, alpha=0.2, linewidth=0)
+    ax.axhspan(floor, 1e-26, color="0.92", zorder=0, label="float64 rounding floor")
     ax.axhline(THRESHOLD, color="grey", linestyle=":", linewidth=1, label=f"SSE = {THRESHOLD:g}")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_ylim(bottom=floor)
     ax.set_xlabel("iterations n")
-    ax.set_ylabel(f"SSE to the {iters}-iteration solution")
-    ax.set_title(f"Assignment convergence, B={meta['batch_size']}, K={meta['prototypes']} "
-                 f"(mean, min-max band over {meta['batches']} batches)", fontsize=10)
+    ax.set_ylabel(f"SSE to the {meta['iters']}-iteration solution")
+    ax.set_title(f"MIRA vs Sinkhorn-Knopp convergence, B={meta['batch_size']}, K={meta['prototypes']}\n"
+                 f"mean and min-max over {meta['batches']} batches ({meta['source_short']})", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -198,52 +243,56 @@ def main(argv=None):
     parser.add_argument("--batches", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--prototypes", type=int, default=3000)
+    parser.add_argument("--dim", type=int, default=128, help="embedding dimension of the synthetic generator")
     parser.add_argument("--iters", type=int, default=1000, help="iterations of the reference solution")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temperature", type=float, default=0.225)
     parser.add_argument("--beta", type=float, default=2 / 3)
     parser.add_argument("--epsilon", type=float, default=0.05)
+    parser.add_argument("--sweep-dims", default="64,32", help="extra generator dims, 1 batch each ('' for none)")
+    parser.add_argument("--sweep-iters", type=int, default=200)
     parser.add_argument("--logits", type=Path, help="safetensors file with an (N, K) tensor of scores")
     parser.add_argument("--key", help="tensor name inside --logits")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "assign_convergence")
     args = parser.parse_args(argv)
 
-    torch.manual_seed(args.seed)
     start = time.time()
     if args.logits:
         batches = file_logits(args.logits, args.batches, args.batch_size, args.key, args.seed)
-        source = f"from {args.logits.name}"
+        source = short = f"logits from {args.logits.name}"
     else:
-        batches = synthetic_logits(args.batches, args.batch_size, args.prototypes, seed=args.seed)
-        source = "synthetic clustered cosine similarities, see the script's docstring"
-    check = tuple(n for n in (1, 3, 30) if n <= args.iters)
-    curves = {"MIRA": [], "Sinkhorn": []}
-    for i, logits in enumerate(batches):
-        curves["MIRA"].append(mira_curve(logits, args.temperature, args.beta, args.iters, check if i == 0 else ()))
-        curves["Sinkhorn"].append(sinkhorn_curve(logits, args.epsilon, args.iters, check if i == 0 else ()))
-        print(f"batch {i + 1}/{len(batches)}: {time.time() - start:.0f} s", flush=True)
-    stats = {m: summarise(c) for m, c in curves.items()}
+        batches = synthetic_logits(args.batches, args.batch_size, args.prototypes, args.dim, seed=args.seed)
+        source = f"synthetic clustered cosine similarities, dim {args.dim}, generator in the script's docstring"
+        short = f"synthetic clustered cosines, dim {args.dim}"
+    curves, reach = measure(batches, args)
+    print(f"main study: {time.time() - start:.0f} s", flush=True)
+
+    sweep = []
+    if not args.logits:
+        sweep_args = argparse.Namespace(**{**vars(args), "iters": args.sweep_iters})
+        for dim in [int(d) for d in args.sweep_dims.split(",") if d]:
+            logits = synthetic_logits(1, args.batch_size, args.prototypes, dim, seed=args.seed)
+            c, r = measure(logits, sweep_args, check=())
+            sweep.append({"dim": dim, **{m: r[m]["mean"] for m in r},
+                          **{f"{m}_sse10": c[m]["mean"][c[m]["n"].index(10)] for m in c}})
+            print(f"sweep dim {dim}: {time.time() - start:.0f} s", flush=True)
 
     meta = {
         "batches": len(batches), "batch_size": batches[0].shape[0], "prototypes": batches[0].shape[1],
-        "iters": args.iters, "seed": args.seed, "source": source,
-        "mira": {"temperature": args.temperature, "beta": args.beta, "label": f"tau_t={args.temperature}, beta={args.beta:.3g}"},
+        "iters": args.iters, "sweep_iters": args.sweep_iters, "seed": args.seed,
+        "source": source, "source_short": short,
+        "mira": {"temperature": args.temperature, "beta": args.beta,
+                 "label": f"tau_t={args.temperature}, beta={args.beta:.3g}"},
         "sinkhorn": {"epsilon": args.epsilon, "label": f"epsilon={args.epsilon}"},
-        "threshold": THRESHOLD,
-        "iterations_to_threshold": {
-            m: {"mean": iterations_to(s["mean"]), "worst_batch": iterations_to(s["max"])} for m, s in stats.items()
-        },
+        "threshold": THRESHOLD, "iterations_to_threshold": reach, "dim_sweep": sweep,
         "machine": machine(), "torch": torch.__version__, "python": platform.python_version(),
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": time.time() - start,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    curves_json = {
-        m: {k: [None if math.isnan(v) else v for v in t.tolist()] for k, t in s.items()} for m, s in stats.items()
-    }
-    Path(f"{args.out}.json").write_text(json.dumps({"meta": meta, "n": list(range(args.iters + 1)), "sse": curves_json}))
-    write_markdown(Path(f"{args.out}.md"), meta, stats, args.iters)
-    plot(Path(f"{args.out}.png"), stats, meta)
+    Path(f"{args.out}.json").write_text(json.dumps({"meta": meta, "sse": curves}, indent=1))
+    write_markdown(Path(f"{args.out}.md"), meta, curves, reach, sweep)
+    plot(Path(f"{args.out}.png"), curves, meta)
     print(Path(f"{args.out}.md").read_text())
 
 

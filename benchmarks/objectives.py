@@ -4,7 +4,8 @@ An objective's floor is the bare work it cannot avoid (its matmuls, plus the sor
 m-spacings and the SVD behind MMCR), written as autograd on random leaf tensors and
 timed exactly like the objective, interleaved with it: ratio = objective / floor.
 Configurations whose floor alone is estimated (from rates measured at start-up) to take
-longer than --max-seconds per forward+backward are skipped and marked as such.
+longer than --max-seconds per forward+backward are skipped and marked as such, except
+SMI and Barlow Twins at N=256, D=8192, the shape of the SMI-vs-Barlow target.
 
     python benchmarks/objectives.py                  # N x D grid -> benchmarks/results/objectives.{md,json}
     python benchmarks/objectives.py --quick          # smoke run, N=64, D=32 -> objectives.quick.*
@@ -27,8 +28,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import infomax.objectives as O
-from _timing import interleaved_medians, machine, peak_extra_bytes, timed
 from infomax.objectives._crosscov import resolve_form
+
+from _timing import interleaved, machine, peak_extra_bytes, timed
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 PROTOTYPES = 3000
@@ -36,6 +38,7 @@ FULL_GRID = ((256, 1024, 4096), (128, 2048, 8192))
 QUICK_GRID = ((64,), (32,))
 TARGET_RATIO = 1.5
 SMI_TIME_TARGET, SMI_MEMORY_TARGET = 8.0, 10.0
+TARGET_SHAPE, TARGET_CASES = (256, 8192), ("smi", "barlow_twins[feature]", "barlow_twins[sample]")  # always measured
 MiB = 2**20
 
 
@@ -55,7 +58,7 @@ def sort(n: int, d: int) -> float:
 
 
 def cov_form(n: int, d: int) -> str:
-    return resolve_form("auto", n, d)
+    return resolve_form("auto", n, d, grams=1)
 
 
 def gram(x: torch.Tensor) -> torch.Tensor:
@@ -175,14 +178,14 @@ def calibrate(device: torch.device) -> dict:
     """Rates of the floor's kernels on this machine: matmul and SVD in FLOP/s, sort in n log2 n units/s."""
     size = 4096 if device.type == "cuda" else 1024
     a = torch.randn(size, size, device=device)
-    x = torch.randn(256, 512, device=device, requires_grad=True)
+    x = torch.randn(128, 256, device=device, requires_grad=True)
     svd_call, _ = prepared(lambda x: [torch.linalg.svdvals(x)], [x])
-    y = torch.randn(1024, 1024, device=device)
-    kernels = {"matmul": (lambda: a @ a, 2 * size**3), "svd": (svd_call, svd(256, 512)), "sort": (lambda: y.sort(dim=0), sort(1024, 1024))}
+    y = torch.randn(512, 512, device=device)
+    kernels = {"matmul": (lambda: a @ a, 2 * size**3), "svd": (svd_call, svd(128, 256)), "sort": (lambda: y.sort(dim=0), sort(512, 512))}
     rates = {}
     for kind, (fn, work) in kernels.items():
         fn()
-        rates[kind] = work / statistics.median(timed(fn, device) for _ in range(5))
+        rates[kind] = work / statistics.median(timed(fn, device) for _ in range(3))
     return rates
 
 
@@ -190,17 +193,18 @@ def estimate(work: dict, rates: dict) -> float:
     return sum(amount / rates[kind] for kind, amount in work.items())
 
 
-def plan(case: Case, n: int, d: int, rates: dict, args) -> dict:
+def plan(case: Case, n: int, d: int, rates: dict, args, forced: bool = False) -> dict:
     work = case.work(n, d)
     floor_s = estimate(work, rates)
+    skip = floor_s > args.max_seconds and not forced
     round_s = 2.5 * floor_s + 2 * args.call_overhead
     reps = max(args.min_reps, min(args.max_reps, int(args.seconds_per_entry / round_s)))
-    warmups = 0 if round_s > 1 else 2
+    warmups = 0 if round_s > 1 else 1
     return {
         "objective": case.name, "N": n, "D": d, "floor": case.floor_label,
         "floor_gflop": sum(v for k, v in work.items() if k != "sort") / 1e9,
-        "floor_est_s": floor_s, "skip": floor_s > args.max_seconds,
-        "reps": reps, "warmups": warmups, "est_total_s": 0.0 if floor_s > args.max_seconds else (warmups + 1 + reps) * round_s,
+        "floor_est_s": floor_s, "skip": skip,
+        "reps": reps, "warmups": warmups, "est_total_s": 0.0 if skip else (warmups + 1 + reps) * round_s,
     }
 
 
@@ -218,9 +222,11 @@ def measure(case: Case, row: dict, device: torch.device) -> dict:
         with FlopCounterMode(display=False) as counter:
             peaks.append(peak_extra_bytes(call, device))
         counted.append(counter.get_total_flops() / 1e9)
-    objective_s, floor_s = interleaved_medians([objective, floor], device, row["reps"])
+    samples = interleaved([objective, floor], device, row["reps"])
+    objective_s, floor_s = (statistics.median(times) for times in samples)
     return row | {
         "objective_ms": objective_s * 1e3, "floor_ms": floor_s * 1e3, "ratio": objective_s / floor_s,
+        "objective_samples_ms": [t * 1e3 for t in samples[0]], "floor_samples_ms": [t * 1e3 for t in samples[1]],
         "floor_gflops_per_s": row["floor_gflop"] / floor_s,
         "objective_mm_gflop_counted": counted[0], "floor_mm_gflop_counted": counted[1],
         "objective_mib": peaks[0] / MiB, "floor_mib": peaks[1] / MiB, "memory_ratio": peaks[0] / max(peaks[1], 1),
@@ -232,6 +238,8 @@ def num(x: float) -> str:
 
 
 def status(row: dict) -> str:
+    if "error" in row:
+        return f"failed ({row['error']})"
     return f"skipped (est. {row['floor_est_s']:.1f} s)" if row["skip"] else ""
 
 
@@ -254,7 +262,7 @@ def targets(rows: list, n: int, d: int) -> dict:
         }
     smi = find(rows, "smi", n, d)
     versus = {}
-    for peer in ("barlow_twins[feature]", "barlow_twins[sample]"):
+    for peer in TARGET_CASES[1:]:
         other = find(rows, peer, n, d)
         if smi and other:
             time_ratio, memory_ratio = other["objective_ms"] / smi["objective_ms"], other["objective_mib"] / smi["objective_mib"]
@@ -303,7 +311,10 @@ def markdown(report: dict) -> str:
         "SVD: 6mn^2 + 11n^3 + 2mn^2, approximate; sort: none). Objective mm GFLOP: matmul FLOPs the objective actually ran, "
         "counted by torch.utils.flop_counter (no SVD or sort)",
         f"- Skipped: floor estimated above {s['max_seconds']:g} s per forward+backward from start-up rates "
-        + ", ".join(f"{k} {v / 1e9:.3g} G/s" for k, v in report["rates"].items()),
+        + ", ".join(f"{k} {v / 1e9:.3g} G/s" for k, v in report["rates"].items())
+        + f" (sort in n log2 n units); {', '.join(TARGET_CASES)} always run at the target-2 shape",
+        "- The floor's memory includes its output gradients (ones) and the input gradients, as the objective's does; "
+        "an objective can come out below its floor",
         "- Not run: cat_cross, cat_twin, bin_cross (N x 10 logits, no matmul floor)", "",
         "| objective | floor |", "|---|---|",
         *(f"| {c.name} | {c.floor_label} |" for c in CASES if any(r["objective"] == c.name for r in report["rows"])), "",
@@ -327,6 +338,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dry-run", action="store_true", help="calibrate and print the plan only")
     parser.add_argument("--only", help="comma-separated objective names")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: leave torch's own setting)")
     parser.add_argument("--max-seconds", type=float, default=3.0, help="skip when the floor's estimated forward+backward exceeds this")
     parser.add_argument("--seconds-per-entry", type=float, default=1.5, help="timing budget per configuration, sets reps")
     parser.add_argument("--min-reps", type=int, default=3)
@@ -335,14 +347,18 @@ def main() -> None:
     parser.add_argument("--out", type=pathlib.Path, help="output path without suffix (default benchmarks/results/objectives[.cuda][.quick])")
     args = parser.parse_args()
     device = torch.device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.quick:
         args.max_reps = min(args.max_reps, 5)
     ns, ds = QUICK_GRID if args.quick else FULL_GRID
     cases = [c for c in CASES if not args.only or c.name in args.only.split(",")]
     torch.manual_seed(0)
 
+    target_n, target_d = (ns[-1], ds[-1]) if args.quick else TARGET_SHAPE
+    facts = machine(device)
     rates = calibrate(device)
-    rows = [plan(c, n, d, rates, args) for c in cases for n in ns for d in ds]
+    rows = [plan(c, n, d, rates, args, forced=c.name in TARGET_CASES and (n, d) == (target_n, target_d)) for c in cases for n in ns for d in ds]
     total = sum(r["est_total_s"] for r in rows)
     print("rates: " + ", ".join(f"{k} {v / 1e9:.3g} G/s" for k, v in rates.items())
           + f"; {sum(not r['skip'] for r in rows)}/{len(rows)} configurations, estimated {total / 60:.1f} min")
@@ -355,20 +371,22 @@ def main() -> None:
     start, done_est = time.perf_counter(), 0.0
     for i, r in enumerate(rows):
         if not r["skip"]:
-            rows[i] = r = measure(next(c for c in cases if c.name == r["objective"]), r, device)
+            try:
+                rows[i] = r = measure(next(c for c in cases if c.name == r["objective"]), r, device)
+            except (RuntimeError, ValueError) as error:
+                rows[i] = r = r | {"skip": True, "error": f"{type(error).__name__}: {error}".splitlines()[0][:120]}
             done_est += r["est_total_s"]
         elapsed = time.perf_counter() - start
         left = (total - done_est) * elapsed / done_est if done_est else total
         result = status(r) or f"{num(r['objective_ms'])} ms vs floor {num(r['floor_ms'])} ms = {r['ratio']:.2f}x, {num(r['objective_mib'])} MiB vs {num(r['floor_mib'])} MiB"
         print(f"[{i + 1}/{len(rows)} {elapsed:.0f}s, ~{left:.0f}s left] {r['objective']:>22} N={r['N']:<5} D={r['D']:<5} {result}", flush=True)
 
-    target_n, target_d = (256, 8192) if not args.quick else (ns[-1], ds[-1])
     command = " ".join(["python benchmarks/objectives.py", *sys.argv[1:]])
     report = {
-        "machine": machine(device), "rates": rates, "rows": rows, "targets": targets(rows, target_n, target_d),
+        "machine": facts, "rates": rates, "rows": rows, "targets": targets(rows, target_n, target_d),
         "settings": {"command": command, "grid": {"N": ns, "D": ds}, "max_seconds": args.max_seconds,
                      "seconds_per_entry": args.seconds_per_entry, "min_reps": args.min_reps, "max_reps": args.max_reps,
-                     "warmups_note": "2 warm-up rounds (none when a round is estimated above 1 s) plus the profiled/memory round",
+                     "warmups_note": "1 warm-up round (none when a round is estimated above 1 s) plus the profiled memory/FLOP-count round",
                      "wall_s": time.perf_counter() - start},
     }
     out = args.out or RESULTS / ("objectives" + (".cuda" if device.type == "cuda" else "") + (".quick" if args.quick else ""))

@@ -41,8 +41,9 @@ def mira(
     """Pseudo-labels W (B, K), rows summing to 1, in the dtype of `logits`.
 
     `group`: a torch.distributed process group whose ranks hold the rest of the batch
-    (None: this batch alone). `return_marginals=True` also returns the marginal u after
-    each iteration, shape (iters + 1, K), the first row being the initial mean of p.
+    (None: this batch alone). `return_marginals=True` also returns the iterate u of Eq. 5
+    after each iteration, shape (iters + 1, K), the first row being the mean of p; u tends
+    to the marginal of W but is not normalised on the way (early rows need not sum to 1).
     """
     check_matrix("logits", logits, min_rows=1)
     temperature = check_positive("temperature", temperature)

@@ -34,7 +34,9 @@ def sinkhorn(scores: torch.Tensor, epsilon: float = 0.05, iters: int = 3, group=
     if int(iters) < 1:
         raise ValueError(f"`iters` must be >= 1, got {iters}.")
     k = scores.shape[1]
-    total_b = int(distributed.all_reduce_sum(scores.new_tensor([scores.shape[0]], dtype=torch.float64), group).item())
+    total_b = scores.shape[0]
+    if distributed.active(group):
+        total_b = int(distributed.all_reduce_sum(scores.new_tensor([total_b], dtype=torch.float64), group).item())
     log_q = scores.double() / epsilon
     for _ in range(int(iters)):
         log_q = log_q - _logsumexp_over_samples(log_q, group) - math.log(k)
