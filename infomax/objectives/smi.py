@@ -12,8 +12,12 @@ with every choice exposed:
 
 `within_view=False` keeps only the cross-view redundancy R^ab; `reduction="sum"` sums
 over pairs instead of averaging. Small rho: I ~ rho^2 / 2, a Barlow-like penalty on
-sample pairs. Cost O(N^2 D) against Barlow Twins' O(N D^2). The defaults (lambd, eps)
-were chosen by the sweep in benchmarks/smi_defaults.py (see its results file).
+sample pairs. Cost O(N^2 D) against Barlow Twins' O(N D^2).
+
+Defaults come from benchmarks/smi_defaults.py (results/smi_defaults.md): on digits with
+a 10-labels-per-class kNN probe, lambd=3, eps=1e-3 scored best (89.9 ± 0.1 %) of
+lambd in {0.1..10} x eps in {1e-4, 1e-3, 1e-2}; dropping the within-view terms cost
+7.5 points at lambd=1; Barlow Twins scored 88.1 and VICReg 90.0 on the same set-up.
 """
 from __future__ import annotations
 
@@ -45,7 +49,7 @@ def _offdiag(matrix: torch.Tensor) -> torch.Tensor:
 def smi(
     z_a: torch.Tensor,
     z_b: torch.Tensor,
-    lambd: float = 1.0,
+    lambd: float = 3.0,
     eps: float = 1e-3,
     reduction: str = "mean",
     within_view: bool = True,
