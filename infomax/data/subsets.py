@@ -1,0 +1,122 @@
+"""Labelled subsets and the TwinTURBO dual sampler.
+
+`balanced_subset` draws the same number of images from every class, seeded, as the few-label
+protocols do: TwinTURBO's 100 and 1000 labels, USB's 40/250/4000, and 1%/10% subsets.
+`DualSampler` is TwinTURBO's dual dataset (twinturbo paper, Sec. 4): every unlabelled image once
+per epoch, each paired with a labelled image drawn from the small subset duplicated to match.
+Both are pure functions of their seed (and epoch), so a resumed run sees the same batches.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+
+def per_class_counts(labels: np.ndarray, total: int | None = None, per_class: int | None = None,
+                     fraction: float | None = None, seed: int = 0) -> np.ndarray:
+    """How many images to take from each class; `total` that does not divide spreads the rest."""
+    labels = np.asarray(labels)
+    classes = np.unique(labels[labels >= 0])
+    if (total is None) + (per_class is None) + (fraction is None) != 2:
+        raise ValueError("give exactly one of `total`, `per_class` or `fraction`.")
+    if len(classes) < 2:
+        raise ValueError(f"a labelled subset needs at least 2 classes, the labels hold {len(classes)}.")
+    if fraction is not None:
+        if not 0 < fraction <= 1:
+            raise ValueError(f"`fraction` must be in (0, 1], got {fraction}.")
+        total = max(len(classes), round(fraction * int((labels >= 0).sum())))
+    if total is not None:
+        if total < len(classes):
+            raise ValueError(f"{total} labels cannot cover {len(classes)} classes; ask for at least one label per class.")
+        counts = np.full(len(classes), total // len(classes))
+        extra = np.random.default_rng(seed).permutation(len(classes))[: total % len(classes)]
+        counts[extra] += 1
+        return counts
+    if per_class < 1:
+        raise ValueError(f"`per_class` must be at least 1, got {per_class}.")
+    return np.full(len(classes), per_class)
+
+
+def balanced_subset(labels, total: int | None = None, *, per_class: int | None = None,
+                    fraction: float | None = None, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a class-balanced subset of `labels` (ignoring unlabelled, -1)."""
+    labels = np.asarray(labels)
+    counts = per_class_counts(labels, total, per_class, fraction, seed)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for c, n in zip(np.unique(labels[labels >= 0]), counts):
+        members = np.flatnonzero(labels == c)
+        if len(members) < n:
+            raise ValueError(f"class {c} has {len(members)} images but {n} were asked for; ask for fewer labels.")
+        chosen.append(rng.choice(members, size=n, replace=False))
+    return np.sort(np.concatenate(chosen))
+
+
+def save_subset(path: Path, indices: np.ndarray, labels: np.ndarray, **provenance) -> None:
+    """The subset as JSON (indices into the split, their labels, how it was drawn), atomically."""
+    record = {**provenance, "indices": [int(i) for i in indices], "labels": [int(labels[i]) for i in indices]}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f)
+    os.replace(tmp, path)
+
+
+def load_subset(path: Path, labels: np.ndarray) -> np.ndarray:
+    """Indices saved by `save_subset`, checked against the dataset they index."""
+    record = json.loads(Path(path).read_text())
+    indices = np.asarray(record["indices"], dtype=np.int64)
+    if len(indices) and (indices.min() < 0 or indices.max() >= len(labels)):
+        raise ValueError(f"{path}: indices exceed the dataset's {len(labels)} images; it was saved for another dataset.")
+    if not np.array_equal(np.asarray(labels)[indices], np.asarray(record["labels"])):
+        raise ValueError(f"{path}: the labels differ from the dataset's; it was saved for another dataset or split.")
+    return indices
+
+
+class DualSampler:
+    """Batches of (unlabelled indices, labelled indices, same-class partners of the labelled).
+
+    Epoch e permutes every unlabelled image once; the labelled subset is tiled to the same length
+    and shuffled, so each labelled image appears about n_unlabelled / n_labelled times. Partners
+    (for TwinTURBO's latent term) are another labelled image of the same class where one exists.
+    """
+
+    def __init__(self, unlabelled: np.ndarray, labelled: np.ndarray, labels: np.ndarray, batch_size: int, seed: int = 0, drop_last: bool = True):
+        self.unlabelled, self.labelled = np.asarray(unlabelled), np.asarray(labelled)
+        self.labels, self.batch_size, self.seed, self.drop_last = np.asarray(labels), batch_size, seed, drop_last
+        if len(self.labelled) == 0 or len(self.unlabelled) == 0:
+            raise ValueError("the dual sampler needs at least one labelled and one unlabelled image.")
+        if batch_size < 1 or (drop_last and batch_size > len(self.unlabelled)):
+            raise ValueError(f"batch_size {batch_size} must be between 1 and the {len(self.unlabelled)} unlabelled images.")
+
+    def __len__(self) -> int:
+        whole, rest = divmod(len(self.unlabelled), self.batch_size)
+        return whole + (rest > 0 and not self.drop_last)
+
+    def epoch(self, epoch: int):
+        rng = np.random.default_rng([self.seed, epoch])
+        unlabelled = self.unlabelled[rng.permutation(len(self.unlabelled))]
+        repeats = -(-len(unlabelled) // len(self.labelled))
+        labelled = rng.permutation(np.tile(self.labelled, repeats))[: len(unlabelled)]
+        partners = self._partners(labelled, rng)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            stop = start + self.batch_size
+            yield unlabelled[start:stop], labelled[start:stop], partners[start:stop]
+
+    def _partners(self, labelled: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        partners = np.empty_like(labelled)
+        for c in np.unique(self.labels[labelled]):
+            pool = np.sort(self.labelled[self.labels[self.labelled] == c])
+            rows = np.flatnonzero(self.labels[labelled] == c)
+            picks = pool[rng.integers(0, len(pool), size=len(rows))]
+            if len(pool) > 1:  # step past the image itself so the pair is two different images
+                same = picks == labelled[rows]
+                offset = rng.integers(1, len(pool), size=int(same.sum()))
+                position = np.searchsorted(pool, picks[same])
+                picks[same] = pool[(position + offset) % len(pool)]
+            partners[rows] = picks
+        return partners
