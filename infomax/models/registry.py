@@ -1,0 +1,110 @@
+"""Build encoders by name; save and load our own `.safetensors` encoder checkpoints.
+
+`build_encoder(name, **options)` accepts a registered name (`ENCODERS`), `hf:<model id>`
+for a Hugging Face vision model, or a path ending in `.safetensors` written by
+`save_encoder`. A checkpoint's tensors are the encoder's state_dict; its metadata key
+`infomax_encoder` holds `json.dumps(encoder.config)`, enough to rebuild the
+architecture before loading the weights strictly.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+from .base import Encoder
+from .convnet import ConvNet
+from .efficientnet_lite import EfficientNetLite0
+from .resnet import resnet18, resnet50
+from .vit import vit_small, vit_tiny
+
+METADATA_KEY = "infomax_encoder"
+
+ENCODERS: dict[str, Callable[..., Encoder]] = {
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "vit-tiny": vit_tiny,
+    "vit-small": vit_small,
+    "convnet": ConvNet,
+    "efficientnet-lite0": EfficientNetLite0,
+}
+
+
+def build_encoder(name: str, **options) -> Encoder:
+    """An encoder by registry name, `hf:<model id>`, or `.safetensors` checkpoint path."""
+    if not isinstance(name, (str, os.PathLike)):
+        raise ValueError(f"Encoder `name` must be a string, got {type(name).__name__}.")
+    name = os.fspath(name)
+    if name.endswith(".safetensors"):
+        if options:
+            raise ValueError(
+                f"A checkpoint path takes no options (got {sorted(options)}); its config is stored inside."
+            )
+        return load_encoder(name)
+    if name.startswith("hf:"):
+        from .hf import build_hf
+
+        return build_hf(name[3:], **options)
+    if name not in ENCODERS:
+        raise ValueError(
+            f"Unknown encoder {name!r}; known names: {', '.join(sorted(ENCODERS))}, "
+            "or 'hf:<model id>', or a path to a '.safetensors' checkpoint."
+        )
+    try:
+        return ENCODERS[name](**options)
+    except TypeError as err:  # an unknown keyword: say which encoder and what it got
+        raise ValueError(f"Bad options for encoder {name!r}: {err}") from err
+
+
+def save_encoder(encoder: Encoder, path: str | os.PathLike) -> Path:
+    """Write `encoder`'s weights and config to `path` atomically (temp file + os.replace)."""
+    from safetensors.torch import save_file
+
+    if not isinstance(encoder, Encoder):
+        raise ValueError(f"`encoder` must be an infomax Encoder, got {type(encoder).__name__}.")
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ValueError(f"Encoder checkpoints must end in '.safetensors', got {str(path)!r}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in encoder.state_dict().items()}
+    metadata = {METADATA_KEY: json.dumps(encoder.config)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        save_file(tensors, tmp, metadata=metadata)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_encoder_config(path: str | os.PathLike) -> dict:
+    """The config stored in a checkpoint written by `save_encoder`."""
+    from safetensors import safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"No encoder checkpoint at {str(path)!r}.")
+    with safe_open(str(path), framework="pt") as fh:
+        metadata = fh.metadata() or {}
+    if METADATA_KEY not in metadata:
+        raise ValueError(
+            f"{str(path)!r} has no {METADATA_KEY!r} metadata, so it is not an infomax encoder checkpoint; "
+            "write one with infomax.models.save_encoder."
+        )
+    return json.loads(metadata[METADATA_KEY])
+
+
+def load_encoder(path: str | os.PathLike, device: str = "cpu") -> Encoder:
+    """Rebuild the architecture from the stored config and load the weights strictly."""
+    from safetensors.torch import load_file
+
+    config = read_encoder_config(path)
+    if "pretrained" in config:
+        config["pretrained"] = False  # the weights come from the checkpoint
+    encoder = build_encoder(**config)
+    encoder.load_state_dict(load_file(str(path), device=device), strict=True)
+    return encoder.to(device)
