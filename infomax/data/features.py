@@ -1,0 +1,265 @@
+"""The frozen-feature cache: a frozen backbone's outputs computed once, stored as fp16 memmaps.
+
+Per image it stores view 0 (the plain view: centre resize to `resolution`) and K augmented
+views drawn from `augment` (a ViewSpec; TwinTURBO's augmented view by default), the pooled
+vector and optionally the tokens pooled to a `token_grid` x `token_grid` grid. The plain view
+and the augmented views are two entries; each folder name is a hash of everything that changes
+its numbers (weights fingerprint, encoder config, the dataset's bytes, resolution, chunk size,
+and for augmented views the view spec, seed and K), so any change is a new entry.
+
+Extraction is resumable: rows are written in chunks, and `progress.json` (replaced atomically
+after the chunk's data is flushed) records how many are done. Views of chunk c are drawn from
+a generator seeded by (seed, c), so a resumed extraction writes exactly what an uninterrupted
+one would. `manifest.json` appears last and marks the cache complete.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..models.base import Encoder, fingerprint
+from .augment import center_resize, to_float_images
+from .dataset import Dataset
+from .root import cache_root
+from .views import ViewSpec, get_recipe, view
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Features:
+    """Views of every image: view 0 is the plain view, 1..K the augmented ones. `groups` holds
+    (pooled (v, N, D), tokens (v, N, T, C) or None) per cache entry, fp16, memory-mapped."""
+
+    groups: list[tuple[np.ndarray, np.ndarray | None]]
+    labels: np.ndarray
+    classes: list[str]
+    manifest: dict
+    folders: list[Path]
+
+    @property
+    def num_views(self) -> int:
+        return sum(pooled.shape[0] for pooled, _ in self.groups)
+
+    @property
+    def dim(self) -> int:
+        return self.groups[0][0].shape[-1]
+
+    @property
+    def token_dim(self) -> int | None:
+        tokens = self.groups[0][1]
+        return None if tokens is None else tokens.shape[-1]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _locate(self, view: int) -> tuple[np.ndarray, np.ndarray | None, int]:
+        for pooled, tokens in self.groups:
+            if view < pooled.shape[0]:
+                return pooled, tokens, view
+            view -= pooled.shape[0]
+        raise IndexError(f"view {view} out of range; the cache holds {self.num_views} views.")
+
+    def pooled(self, view: int = 0) -> np.ndarray:
+        pooled, _, v = self._locate(view)
+        return pooled[v]
+
+    def load(self, index, view: int = 0, device="cpu") -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(tokens, pooled) of rows `index` of one view as float32 tensors."""
+        pooled, tokens, v = self._locate(view)
+        as_tensor = lambda a: torch.from_numpy(np.asarray(a[v][index], dtype=np.float32)).to(device)  # noqa: E731
+        return (None if tokens is None else as_tensor(tokens)), as_tensor(pooled)
+
+    def in_memory(self) -> Features:
+        """A copy held in RAM (fast random access for training heads)."""
+        groups = [(np.array(p), None if t is None else np.array(t)) for p, t in self.groups]
+        return dataclasses.replace(self, groups=groups)
+
+
+def dataset_digest(dataset: Dataset) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for start in range(0, len(dataset), 8192):
+        digest.update(np.ascontiguousarray(dataset.images[start : start + 8192]).tobytes())
+    digest.update(np.ascontiguousarray(dataset.labels).tobytes())
+    return digest.hexdigest()
+
+
+def base_spec(encoder: Encoder, dataset: Dataset, resolution: int, batch_size: int) -> dict:
+    return {
+        "version": FORMAT_VERSION, "encoder": encoder.name, "encoder_config": encoder.config,
+        "weights": fingerprint(encoder), "dataset": dataset.name, "split": dataset.split, "images": len(dataset),
+        "data": dataset_digest(dataset), "resolution": resolution, "dtype": "float16",
+        "chunk": batch_size,  # views are drawn per chunk, so the chunk size is part of what they are
+    }
+
+
+def extract_features(encoder: Encoder, dataset: Dataset, *, resolution: int | None = None, views: int = 1,
+                     augment: ViewSpec | None = None, seed: int = 0, token_grid: int | None = 0, batch_size: int = 256,
+                     device: str | torch.device = "cpu", cache_dir: Path | None = None, progress: bool = True) -> Features:
+    """Features of every image of `dataset`, from the cache when there, else computed and cached.
+
+    The plain view and the K augmented views are separate cache entries, so evaluation (plain
+    only) and fine-tuning (plain + augmented) share the plain one. token_grid: 0 stores no
+    tokens, None the encoder's native grid, G an average-pooled G x G grid; an entry holding
+    tokens also serves requests without them.
+    """
+    resolution = resolution or encoder.input_size or dataset.image_shape[0]
+    if views < 0 or isinstance(views, bool):
+        raise ValueError(f"`views` (augmented views per image) must be >= 0, got {views!r}.")
+    if views and augment is None:
+        augment = get_recipe("twinturbo", resolution)[-1]
+    if token_grid and encoder.token_dim is None:
+        raise ValueError(f"encoder {encoder.name!r} has no tokens; use token_grid=0.")
+    base = base_spec(encoder, dataset, resolution, batch_size)
+    specs = [{**base, "group": "plain", "views": 1}]
+    if views:
+        specs.append({**base, "group": "augmented", "views": views, "seed": seed, "augment": dataclasses.asdict(augment)})
+    root = Path(cache_dir or cache_root() / "features")
+    label = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset.name}-{dataset.split}-{encoder.name}")  # hf:org/id has '/'
+    folders = []
+    for spec in specs:
+        key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        folder = root / f"{label}-{spec['group']}-{key}"
+        if not _serves(folder, token_grid):
+            _Extraction(encoder, dataset, {**spec, "token_grid": token_grid}, augment, folder, torch.device(device), progress).run()
+        folders.append(folder)
+    return open_features(folders, keep_tokens=token_grid != 0)
+
+
+def _serves(folder: Path, token_grid: int | None) -> bool:
+    """A complete entry serves the request if it has the asked tokens, or tokens are not asked."""
+    manifest = folder / "manifest.json"
+    if not manifest.exists():
+        return False
+    stored = json.loads(manifest.read_text())["token_grid"]
+    if token_grid == 0 or stored == token_grid:
+        return True
+    shutil.rmtree(folder)  # to be extracted again with the asked tokens
+    return False
+
+
+def open_features(folders: list[Path], keep_tokens: bool = True) -> Features:
+    groups = []
+    for folder in folders:
+        tokens = folder / "tokens.npy"
+        tokens = np.load(tokens, mmap_mode="r") if keep_tokens and tokens.exists() else None
+        groups.append((np.load(folder / "pooled.npy", mmap_mode="r"), tokens))
+    manifest = json.loads((folders[0] / "manifest.json").read_text())
+    return Features(groups, np.load(folders[0] / "labels.npy"), manifest["classes"], manifest, folders)
+
+
+def _write_json(path: Path, record: dict) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, path)
+
+
+def pool_tokens(tokens: torch.Tensor, grid: int | None) -> torch.Tensor:
+    """(N, T, C) row-major square grid -> (N, grid^2, C) by average pooling (None keeps T)."""
+    if grid is None:
+        return tokens
+    side = round(tokens.shape[1] ** 0.5)
+    if side * side != tokens.shape[1]:
+        raise ValueError(f"{tokens.shape[1]} tokens are not a square grid; use token_grid=None or 0.")
+    maps = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], side, side)
+    return F.adaptive_avg_pool2d(maps, grid).flatten(2).transpose(1, 2)
+
+
+class _Extraction:
+    def __init__(self, encoder, dataset, spec, augment, folder, device, progress):
+        self.encoder, self.dataset, self.spec, self.augment = encoder, dataset, spec, augment
+        self.folder, self.batch_size, self.device, self.progress = folder, spec["chunk"], device, progress
+
+    def run(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "spec.json").write_text(json.dumps(self.spec, indent=1, default=str))
+        done = self._resume_point()
+        was_training = self.encoder.training
+        self.encoder.eval().to(self.device)
+        try:
+            self._extract_from(done)
+        finally:
+            self.encoder.train(was_training)
+        np.save(self.folder / "labels.npy", self.dataset.labels)
+        _write_json(self.folder / "manifest.json", {**self.spec, "classes": self.dataset.classes, "complete": True})
+
+    def _resume_point(self) -> int:
+        progress = self.folder / "progress.json"
+        return json.loads(progress.read_text())["done"] if progress.exists() else 0
+
+    def _outputs(self, first_batch: torch.Tensor, mode: str):
+        out = self._forward(first_batch[:2], augmented=False, generator=None)
+        n, v = len(self.dataset), self.spec["views"]
+        arrays = {"pooled": np.lib.format.open_memmap(self.folder / "pooled.npy", mode=mode, dtype=np.float16, shape=(v, n, out[1].shape[1]))}
+        if out[0] is not None:
+            shape = (v, n, *out[0].shape[1:])
+            arrays["tokens"] = np.lib.format.open_memmap(self.folder / "tokens.npy", mode=mode, dtype=np.float16, shape=shape)
+        return arrays
+
+    @torch.inference_mode()
+    def _forward(self, images: torch.Tensor, augmented: bool, generator: torch.Generator | None):
+        x = to_float_images(images.to(self.device), channels=None)
+        x = view(x, self.augment, generator) if augmented else center_resize(x, self.spec["resolution"])
+        pooled, tokens = self.encoder(x)
+        grid = self.spec["token_grid"]
+        tokens = None if grid == 0 or tokens is None else pool_tokens(tokens, grid).half().cpu()
+        return tokens, pooled.half().cpu()
+
+    def _extract_from(self, done: int) -> None:
+        n = len(self.dataset)
+        arrays = self._outputs(self.dataset.batch(slice(0, min(n, 2))), "r+" if done else "w+")
+        meter = _Progress(n, done, self.progress, self.folder.name)
+        for start in range(done, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            images = self.dataset.batch(slice(start, stop))
+            generator = torch.Generator().manual_seed(hash_seed(self.spec.get("seed", 0), start // self.batch_size))
+            for v in range(self.spec["views"]):
+                tokens, pooled = self._forward(images, self.spec["group"] == "augmented", generator)
+                arrays["pooled"][v, start:stop] = pooled.numpy()
+                if "tokens" in arrays:
+                    arrays["tokens"][v, start:stop] = tokens.numpy()
+            for array in arrays.values():
+                array.flush()
+            _write_json(self.folder / "progress.json", {"done": stop})
+            meter.update(stop)
+        meter.finish()
+
+
+def hash_seed(*parts: int) -> int:
+    return int.from_bytes(hashlib.sha256(repr(parts).encode()).digest()[:7], "little")
+
+
+class _Progress:
+    """One line of rate and ETA to stderr, at most every 2 seconds."""
+
+    def __init__(self, total: int, done: int, enabled: bool, label: str):
+        self.total, self.start_done, self.enabled, self.label = total, done, enabled, label
+        self.started = self.last = time.perf_counter()
+
+    def update(self, done: int) -> None:
+        now = time.perf_counter()
+        if not self.enabled or now - self.last < 2:
+            return
+        self.last = now
+        rate = (done - self.start_done) / max(now - self.started, 1e-9)
+        eta = (self.total - done) / max(rate, 1e-9)
+        print(f"[features] {done}/{self.total} images, {rate:.0f}/s, ETA {eta:.0f}s", file=sys.stderr, flush=True)
+
+    def finish(self) -> None:
+        if self.enabled:
+            elapsed = time.perf_counter() - self.started
+            print(f"[features] {self.total - self.start_done} images in {elapsed:.1f}s", file=sys.stderr, flush=True)

@@ -1,0 +1,94 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from infomax.data.augment import center_resize, to_float_images
+from infomax.data.dataset import Dataset
+from infomax.data.features import extract_features, pool_tokens
+from infomax.models import build_encoder
+
+
+@pytest.fixture
+def toy():
+    images = np.random.default_rng(0).integers(0, 256, size=(40, 16, 16, 3), dtype=np.uint8)
+    return Dataset("toy", "train", images, np.arange(40) % 4, list("abcd"), "memory")
+
+
+@pytest.fixture
+def encoder():
+    return build_encoder("convnet", width=8).eval()
+
+
+def _extract(encoder, dataset, tmp_path, **kwargs):
+    options = {"resolution": 16, "views": 1, "batch_size": 16, "cache_dir": tmp_path / "features", "progress": False, "token_grid": None}
+    return extract_features(encoder, dataset, **{**options, **kwargs})
+
+
+def test_plain_view_matches_the_encoder_and_augmented_view_differs(encoder, toy, tmp_path):
+    features = _extract(encoder, toy, tmp_path)
+    assert features.num_views == 2 and features.pooled(1).shape == (40, encoder.dim) and features.pooled(0).dtype == np.float16
+    with torch.no_grad():
+        direct = encoder(center_resize(to_float_images(torch.from_numpy(toy.images)), 16))
+    torch.testing.assert_close(features.load(slice(None), 0)[1], direct.pooled, atol=2e-3, rtol=2e-3)
+    assert features.load([0], 1)[0].shape[1] == direct.tokens.shape[1]
+    assert not torch.allclose(features.load(slice(None), 1)[1], direct.pooled, atol=1e-2)
+    assert np.array_equal(features.labels, toy.labels) and features.classes == list("abcd")
+
+
+def test_second_call_reads_the_cache_without_running_the_encoder(encoder, toy, tmp_path, monkeypatch):
+    first = _extract(encoder, toy, tmp_path)
+    monkeypatch.setattr(type(encoder), "encode", lambda self, x: (_ for _ in ()).throw(AssertionError("recomputed")))
+    again = _extract(encoder, toy, tmp_path)
+    assert again.folders == first.folders and np.array_equal(again.pooled(1), first.pooled(1))
+
+
+@pytest.mark.parametrize("change", ["weights", "seed", "views", "resolution", "data"])
+def test_any_change_gives_a_new_cache(encoder, toy, tmp_path, change):
+    base = _extract(encoder, toy, tmp_path).folders
+    kwargs = {}
+    if change == "weights":
+        with torch.no_grad():
+            next(encoder.parameters())[0].add_(1e-3)
+    elif change == "data":
+        toy.images[0, 0, 0, 0] ^= 1
+    else:
+        kwargs = {"seed": {"seed": 1}, "views": {"views": 2}, "resolution": {"resolution": 12}}[change]
+    changed = _extract(encoder, toy, tmp_path, **kwargs).folders
+    assert changed[-1] != base[-1]
+    assert (changed[0] == base[0]) == (change in ("seed", "views"))  # the plain view is shared
+
+
+def test_interrupted_extraction_resumes_to_the_same_bytes(encoder, toy, tmp_path, monkeypatch):
+    reference = _extract(encoder, toy, tmp_path / "a")
+    original, calls = type(encoder).encode, {"n": 0}
+
+    def dying(self, x):
+        calls["n"] += 1
+        if calls["n"] == 3:  # the first call probes the shapes, then one call per chunk of the plain view
+            raise KeyboardInterrupt
+        return original(self, x)
+
+    monkeypatch.setattr(type(encoder), "encode", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _extract(encoder, toy, tmp_path / "b")
+    folder = next((tmp_path / "b" / "features").iterdir())
+    assert json.loads((folder / "progress.json").read_text())["done"] == 16
+    assert not (folder / "manifest.json").exists()
+    monkeypatch.setattr(type(encoder), "encode", original)
+    resumed = _extract(encoder, toy, tmp_path / "b")
+    for (pooled, tokens), (ref_pooled, ref_tokens) in zip(resumed.groups, reference.groups):
+        assert np.array_equal(pooled, ref_pooled) and np.array_equal(tokens, ref_tokens)
+
+
+def test_token_pooling_and_bad_settings(encoder, toy, tmp_path):
+    tokens = torch.arange(16.0).view(1, 16, 1).repeat(2, 1, 3)
+    pooled = pool_tokens(tokens, 2)
+    assert pooled.shape == (2, 4, 3) and pooled[0, 0, 0].item() == pytest.approx((0 + 1 + 4 + 5) / 4)
+    with pytest.raises(ValueError, match="square grid"):
+        pool_tokens(torch.zeros(1, 5, 3), 2)
+    assert _extract(encoder, toy, tmp_path, token_grid=0).token_dim is None
+    assert _extract(encoder, toy, tmp_path, token_grid=1).load([0], 0)[0].shape == (1, 1, encoder.token_dim)
+    with pytest.raises(ValueError, match="augmented views"):
+        _extract(encoder, toy, tmp_path, views=-1)
