@@ -1,0 +1,203 @@
+"""Multi-view recipes: a `ViewSpec` per view, `make_views` to draw them for a whole batch.
+
+A recipe is a list of `ViewSpec`s, one per view (multi-crop has several); `make_views`
+(`make_view` for one spec) turns one batch of images into one float (N, 3, size, size)
+tensor in [0, 1] per view, on the images' device, with the batched ops of
+`infomax.data.augment` in the order the papers use: crop (+ flip) -> colour jitter ->
+grayscale -> blur -> solarize. Crops are bilinear with area antialiasing (DINO and DINOv2
+resize bicubically). Views are not normalised: infomax encoders take [0, 1] input and
+normalise inside.
+
+Published recipes (`RECIPES`, built by `get_recipe(name, image_size, **overrides)`). Blur
+is dropped for images of 32 pixels or fewer, as the CIFAR settings of these papers do
+(SimCLR App. B.9; solo-learn's CIFAR configs for BYOL, Barlow Twins, VICReg).
+
+- ``simclr``: Chen et al., 2020, App. A: crop 0.08-1, flip, colour jitter with strength s
+  (0.8s, 0.8s, 0.8s, 0.2s) p=0.8, grayscale 0.2, blur p=0.5 (kernel 10% of the side,
+  sigma 0.1-2). s = 1 on ImageNet; s = 0.5 for CIFAR (App. B.9), the default at <= 32 px.
+- ``byol``: Grill et al., 2020, Table 6: crop 0.08-1, flip, jitter (0.4, 0.4, 0.2, 0.1)
+  p=0.8, grayscale 0.2; asymmetric: view 1 blur 1.0 solarize 0, view 2 blur 0.1 solarize 0.2.
+- ``barlow``: Zbontar et al., 2021, "Image augmentations": the same parameters as BYOL.
+- ``vicreg``: Bardes et al., 2022, appendix: the Barlow Twins / BYOL pipeline.
+- ``mira``: the mira paper, Sec. 4.1, uses DINO's (Caron et al., 2021) augmentation
+  (BYOL's colour/blur/solarize asymmetry on two global crops, six 96 px local crops on
+  ImageNet). Its CIFAR / ImageNet-100 runs (Sec. 4.3, Table 7) use no multi-crop and defer
+  the details to an appendix our copy lacks; this recipe is DINO's two global crops with
+  the scale DINO recommends when multi-crop is off, (0.14, 1) (main_dino.py,
+  --global_crops_scale). For MIRA with multi-crop use ``multicrop``.
+- ``multicrop``: DINO as the hydes paper uses it (Sec. III: "a similar augmentation recipe
+  as DINO", 2 global views of 40-100%, 6 local views of 5-40%): the two BYOL-asymmetric
+  global crops at image_size plus `n_local` crops at `local_size` (default
+  round(image_size * 96 / 224), DINO's 96 of 224) with blur p=0.5.
+- ``twinturbo``: the twinturbo paper, App. B: "resizing, cropping, horizontal flip (if not
+  altering the semantic content of the image), colour jitter, grey scale, Gaussian blur and
+  solarisation", parameters from DINOv2 (footnote 9). View 0 is the image itself (centre
+  resize: the x of L_augment, Eq. 27), view 1 its augmented copy x*: DINOv2's second global
+  crop (scale 0.32-1, flip, jitter (0.4, 0.4, 0.2, 0.1) p=0.8, grayscale 0.2, blur 0.1,
+  solarize 0.2). Its 28/32 px images go to the backbone's 224 bilinearly (Table 1), so
+  build it with image_size=224; pass flip_p=0 for digits and text. DINOv2's code applies
+  its blur with probability 1 - p (dinov2 PR #411); we use the stated p.
+- ``plain``: the centre square resized to image_size, nothing random (evaluation).
+"""
+from __future__ import annotations
+
+import dataclasses
+import inspect
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+
+from .augment import (
+    _generator, _rgb, center_resize, check_probability, check_range, check_size, color_jitter, gaussian_blur,
+    grayscale, horizontal_flip, random_resized_crop, solarize, to_float_images,
+)
+
+Tensor = torch.Tensor
+SMALL_IMAGE = 32  # at or below this side the recipes drop the blur, as the CIFAR settings do
+
+
+@dataclass(frozen=True)
+class ViewSpec:
+    """How to draw one view. The defaults do nothing: ViewSpec(size) is the plain centre view.
+
+    `scale=None` takes the centre square instead of a random resized crop. Probabilities:
+    `flip_p`, `jitter_p` (for the whole colour jitter), `grayscale_p`, `blur_p`, `solarize_p`.
+    """
+
+    size: int
+    scale: tuple[float, float] | None = None
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    flip_p: float = 0.0
+    brightness: float = 0.0
+    contrast: float = 0.0
+    saturation: float = 0.0
+    hue: float = 0.0
+    jitter_p: float = 0.0
+    grayscale_p: float = 0.0
+    blur_p: float = 0.0
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+    solarize_p: float = 0.0
+    solarize_threshold: float = 0.5
+
+    def __post_init__(self):
+        check_size(self.size)
+        if self.scale is not None:
+            object.__setattr__(self, "scale", check_range("scale", self.scale, 0.0, 1.0, "(0.08, 1.0)"))
+        object.__setattr__(self, "ratio", check_range("ratio", self.ratio, 0.0, float("inf"), "(3/4, 4/3)"))
+        object.__setattr__(self, "blur_sigma", check_range("blur_sigma", self.blur_sigma, 0.0, float("inf"), "(0.1, 2.0)"))
+        for name in ("flip_p", "jitter_p", "grayscale_p", "blur_p", "solarize_p"):
+            check_probability(name, getattr(self, name))
+        for name in ("brightness", "contrast", "saturation"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not value >= 0:
+                raise ValueError(f"`{name}` must be a non-negative jitter strength, got {value!r}.")
+        if not isinstance(self.hue, (int, float)) or not 0 <= self.hue <= 0.5:
+            raise ValueError(f"`hue` must be in [0, 0.5] (turns of the colour wheel), got {self.hue!r}.")
+
+
+ViewRecipe = list[ViewSpec]
+
+
+@torch.no_grad()
+def make_view(images, spec: ViewSpec, generator: torch.Generator | None = None) -> Tensor:
+    """One view of a batch: float (N, 3, spec.size, spec.size) in [0, 1] on the images' device."""
+    g = _generator(generator)
+    if spec.scale is None:
+        x = horizontal_flip(center_resize(images, spec.size), spec.flip_p, generator=g)
+    else:
+        x = random_resized_crop(images, spec.size, spec.scale, spec.ratio, flip_p=spec.flip_p, generator=g)
+    x = _rgb(x)
+    x = color_jitter(x, spec.brightness, spec.contrast, spec.saturation, spec.hue, spec.jitter_p, generator=g)
+    x = grayscale(x, spec.grayscale_p, generator=g)
+    x = gaussian_blur(x, spec.blur_sigma, spec.blur_p, generator=g)
+    return solarize(x, spec.solarize_p, spec.solarize_threshold, generator=g)
+
+
+@torch.no_grad()
+def make_views(images: Tensor, recipe: Sequence[ViewSpec], generator: torch.Generator | None = None) -> list[Tensor]:
+    """One tensor per ViewSpec of `recipe` (see `get_recipe`), all drawn from `generator`.
+
+    `images`: uint8 (N, H, W, C) or float (N, C, H, W) in [0, 1], C = 1 or 3, on any device;
+    converted once and shared by the views. Same generator state, same views.
+    """
+    if isinstance(recipe, ViewSpec):
+        recipe = [recipe]
+    if isinstance(recipe, str) or not isinstance(recipe, Sequence) or not recipe \
+            or not all(isinstance(s, ViewSpec) for s in recipe):
+        raise ValueError("`recipe` must be a non-empty list of ViewSpec; build one with get_recipe(name, image_size) "
+                         f"(names: {', '.join(RECIPES)}).")
+    g = _generator(generator)
+    x = to_float_images(images, channels=None)
+    return [make_view(x, spec, g) for spec in recipe]
+
+
+# ---------------------------------------------------------------- recipes
+
+def _byol_pair(size: int, scale: tuple[float, float]) -> ViewRecipe:
+    """BYOL Table 6 (and DINO's global crops): shared crop/jitter/grey, asymmetric blur and solarize."""
+    blur = size > SMALL_IMAGE
+    base = ViewSpec(size, scale=scale, flip_p=0.5, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+                    jitter_p=0.8, grayscale_p=0.2)
+    return [dataclasses.replace(base, blur_p=1.0 if blur else 0.0),
+            dataclasses.replace(base, blur_p=0.1 if blur else 0.0, solarize_p=0.2)]
+
+
+def simclr(image_size: int, strength: float | None = None) -> ViewRecipe:
+    s = (0.5 if image_size <= SMALL_IMAGE else 1.0) if strength is None else strength
+    spec = ViewSpec(image_size, scale=(0.08, 1.0), flip_p=0.5, brightness=0.8 * s, contrast=0.8 * s,
+                    saturation=0.8 * s, hue=min(0.5, 0.2 * s), jitter_p=0.8, grayscale_p=0.2,
+                    blur_p=0.5 if image_size > SMALL_IMAGE else 0.0)
+    return [spec, spec]
+
+
+def byol(image_size: int) -> ViewRecipe:
+    return _byol_pair(image_size, (0.08, 1.0))
+
+
+def mira(image_size: int) -> ViewRecipe:
+    return _byol_pair(image_size, (0.14, 1.0))
+
+
+def multicrop(image_size: int, n_local: int = 6, local_size: int | None = None) -> ViewRecipe:
+    if isinstance(n_local, bool) or not isinstance(n_local, int) or n_local < 0:
+        raise ValueError(f"`n_local` must be a non-negative int (number of local crops), got {n_local!r}.")
+    local_size = max(1, round(image_size * 96 / 224)) if local_size is None else check_size(local_size)
+    local = dataclasses.replace(_byol_pair(local_size, (0.05, 0.4))[0], blur_p=0.5 if image_size > SMALL_IMAGE else 0.0)
+    return _byol_pair(image_size, (0.4, 1.0)) + [local] * n_local
+
+
+def twinturbo(image_size: int) -> ViewRecipe:
+    augmented = _byol_pair(image_size, (0.32, 1.0))[1]
+    return [ViewSpec(image_size), augmented]
+
+
+def plain(image_size: int) -> ViewRecipe:
+    return [ViewSpec(image_size)]
+
+
+RECIPES: dict[str, Callable[..., ViewRecipe]] = {
+    "simclr": simclr, "byol": byol, "barlow": byol, "vicreg": byol, "mira": mira,
+    "multicrop": multicrop, "twinturbo": twinturbo, "plain": plain,
+}
+_FIELDS = {f.name for f in dataclasses.fields(ViewSpec)} - {"size"}
+
+
+def get_recipe(name: str, image_size: int, **overrides) -> ViewRecipe:
+    """The named recipe (see the module docstring) for square views of side `image_size`.
+
+    `overrides` are the recipe's own options (simclr: strength; multicrop: n_local,
+    local_size) or ViewSpec fields, which replace that field in every view (e.g. flip_p=0).
+    """
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}.")
+    check_size(image_size)
+    builder = RECIPES[name]
+    options = set(inspect.signature(builder).parameters) - {"image_size"}
+    unknown = set(overrides) - options - _FIELDS
+    if unknown:
+        raise ValueError(f"unknown override(s) {sorted(unknown)} for recipe {name!r}; recipe options: "
+                         f"{sorted(options) or 'none'}; ViewSpec fields: {sorted(_FIELDS)} (view sizes come from image_size).")
+    views = builder(image_size, **{k: v for k, v in overrides.items() if k in options})
+    fields = {k: v for k, v in overrides.items() if k not in options}
+    return [dataclasses.replace(spec, **fields) for spec in views] if fields else views
