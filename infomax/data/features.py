@@ -34,7 +34,7 @@ from ..models.base import Encoder, fingerprint
 from .augment import center_resize, to_float_images
 from .dataset import Dataset
 from .root import cache_root
-from .views import ViewSpec, get_recipe, view
+from .views import ViewSpec, get_recipe, make_view
 
 FORMAT_VERSION = 1
 
@@ -213,7 +213,7 @@ class _Extraction:
     @torch.inference_mode()
     def _forward(self, images: torch.Tensor, augmented: bool, generator: torch.Generator | None):
         x = to_float_images(images.to(self.device), channels=None)
-        x = view(x, self.augment, generator) if augmented else center_resize(x, self.spec["resolution"])
+        x = make_view(x, self.augment, generator) if augmented else center_resize(x, self.spec["resolution"])
         pooled, tokens = self.encoder(x)
         grid = self.spec["token_grid"]
         tokens = None if grid == 0 or tokens is None else pool_tokens(tokens, grid).half().cpu()
