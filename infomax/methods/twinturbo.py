@@ -109,14 +109,32 @@ class TwinTurboHead(nn.Module):
         auto_latent, auto_hidden = paper_widths(in_dim)
         self.latent_dim = _positive_int("latent_dim", latent_dim or auto_latent)
         hidden = _positive_int("hidden_dim", hidden_dim or auto_hidden)
+        # Backbone features arrive at any offset and scale; the head standardises them with
+        # training-set statistics (set_input_statistics), kept as buffers so predict uses them.
+        self.register_buffer("pooled_mean", torch.zeros(global_dim))
+        self.register_buffer("pooled_std", torch.ones(global_dim))
+        if self.use_tokens:
+            self.register_buffer("token_mean", torch.zeros(token_dim))
+            self.register_buffer("token_std", torch.ones(token_dim))
         self.projector = nn.Sequential(nn.Linear(in_dim, self.latent_dim), nn.LeakyReLU(0.01), nn.Dropout(dropout))
         self.predictor = nn.Sequential(nn.Linear(self.latent_dim, hidden), nn.LeakyReLU(0.01),
                                        nn.Linear(hidden, num_classes))
+
+    @torch.no_grad()
+    def set_input_statistics(self, pooled: torch.Tensor, tokens: torch.Tensor | None = None) -> None:
+        """Per-feature mean and std of training features (pooled (N, D), tokens (N, T, C))."""
+        self.pooled_mean.copy_(pooled.mean(0))
+        self.pooled_std.copy_(pooled.std(0).clamp_min(1e-6))
+        if self.use_tokens and tokens is not None:
+            flat = tokens.reshape(-1, tokens.shape[-1])
+            self.token_mean.copy_(flat.mean(0))
+            self.token_std.copy_(flat.std(0).clamp_min(1e-6))
 
     def _features(self, tokens: torch.Tensor | None, pooled: torch.Tensor) -> torch.Tensor:
         if not isinstance(pooled, torch.Tensor) or pooled.ndim != 2 or pooled.shape[1] != self.global_dim:
             shape = tuple(pooled.shape) if isinstance(pooled, torch.Tensor) else type(pooled).__name__
             raise ValueError(f"`pooled` must have shape (N, {self.global_dim}), got {shape}.")
+        pooled = (pooled - self.pooled_mean) / self.pooled_std
         if not self.use_tokens:
             return pooled
         if tokens is None:
@@ -125,7 +143,7 @@ class TwinTurboHead(nn.Module):
         n = pooled.shape[0]
         if tokens.ndim != 3 or tokens.shape[0] != n or tokens.shape[1] < 1 or tokens.shape[2] != self.token_dim:
             raise ValueError(f"`tokens` must have shape ({n}, T>=1, {self.token_dim}), got {tuple(tokens.shape)}.")
-        mixed = self.block(self.token_proj(tokens))
+        mixed = self.block(self.token_proj((tokens - self.token_mean) / self.token_std))
         return torch.cat([mixed.mean(dim=1), pooled], dim=1)
 
     def forward(self, tokens: torch.Tensor | None, pooled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,244 @@
+"""`infomax finetune`: TwinTURBO (or FixMatch) on a frozen backbone's cached features.
+
+The backbone runs once, inside the feature cache (plain view + K augmented views of every
+training image, plain view of every test image); the loop then trains only the small head.
+Data: a fixed validation split (10% of the training set, seed 0, the same for every run) is
+held out for model selection; the labelled subset is drawn, class-balanced, from the rest with
+the run's seed; every other training image is unlabelled. Training follows the paper's recipe
+(twinturbo paper, Sec. 4): the dual sampler, AdamW, linear warm-up from 0.001x over 150 steps,
+head and discriminator steps in alternation. Checkpoints are taken every epoch and resume
+exactly (weights, optimiser moments, RNG, sampler position).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._validate import checks
+from ..data.dataset import load_dataset
+from ..data.features import Features, extract_features
+from ..data.subsets import DualSampler, balanced_subset, save_subset
+from ..methods.fixmatch import FixMatch
+from ..methods.twinturbo import TwinTurbo, TwinTurboHead, TwinTurboLoss
+from . import rundir
+from .checkpoint import load_training_state, save_training_state
+
+STATE = "state.safetensors"
+
+
+@dataclass
+class FinetuneConfig:
+    backbone: str = "efficientnet-lite0"
+    dataset: str = "cifar10"
+    data_root: str | None = None
+    labels: int = 100
+    seed: int = 42
+    method: str = "twinturbo"  # or "fixmatch"
+    task_loss: str = "bin-cross"
+    rescale: str = "sigmoid"
+    critic: float = 0.001
+    latent: float = 0.1
+    augment: float = 0.1
+    prior: str = "uniform"
+    lr: float = 5e-5
+    weight_decay: float = 0.01
+    batch_size: int = 512
+    epochs: int = 5
+    warmup_steps: int = 150
+    warmup_start: float = 0.001
+    resolution: int | None = None
+    views: int = 1
+    token_grid: int = 2
+    token_width: int | None = 256
+    latent_dim: int | None = 1024
+    hidden_dim: int | None = 256
+    val_fraction: float = 0.1
+    feature_batch: int = 128
+    log_every: int = 10
+    extras: dict = field(default_factory=dict)
+
+    def loss_settings(self) -> TwinTurboLoss:
+        return TwinTurboLoss(task=self.task_loss, rescale=self.rescale, lambda_critic=self.critic,
+                             lambda_latent=self.latent, lambda_augment=self.augment, prior=self.prior)
+
+
+@dataclass
+class Prepared:
+    """Everything a run needs that does not depend on its seed: features and the fixed split."""
+
+    train: Features
+    test: Features
+    validation: np.ndarray
+    pool: np.ndarray  # training rows outside the validation split
+    channels: int  # of the dataset's images: predict turns photos grey for a grey dataset
+
+
+def prepare_features(config: FinetuneConfig, progress: bool = True) -> Prepared:
+    from ..models import build_encoder
+
+    encoder = build_encoder(config.backbone)
+    train_set = load_dataset(config.dataset, "train", config.data_root)
+    test_set = load_dataset(config.dataset, "test", config.data_root)
+    common = {"resolution": config.resolution, "token_grid": config.token_grid, "batch_size": config.feature_batch, "progress": progress}
+    train = extract_features(encoder, train_set, views=config.views, seed=0, **common).in_memory()
+    test = extract_features(encoder, test_set, views=0, **common).in_memory()
+    validation = balanced_subset(train.labels, fraction=config.val_fraction, seed=0) if config.val_fraction else np.array([], dtype=np.int64)
+    pool = np.setdiff1d(np.arange(len(train)), validation)
+    return Prepared(train, test, validation, pool, train_set.image_shape[-1])
+
+
+def build_method(config: FinetuneConfig, token_dim: int | None, dim: int, num_classes: int):
+    tokens = token_dim is not None
+    head = TwinTurboHead(token_dim, dim, num_classes,
+                         latent_dim=config.latent_dim, hidden_dim=config.hidden_dim, use_tokens=tokens, token_width=config.token_width)
+    if config.method == "fixmatch":
+        return FixMatch(head)
+    if config.method != "twinturbo":
+        raise ValueError(f"`method` must be 'twinturbo' or 'fixmatch', got {config.method!r}.")
+    return TwinTurbo(head, config.loss_settings())
+
+
+def warmup_factor(step: int, warmup_steps: int, start: float) -> float:
+    """Linear warm-up from `start` x lr to 1 x lr over `warmup_steps`, then constant."""
+    if step >= warmup_steps:
+        return 1.0
+    return start + (1 - start) * step / warmup_steps
+
+
+class Trainer:
+    def __init__(self, config: FinetuneConfig, prepared: Prepared, out: Path):
+        self.config, self.prepared, self.out = config, prepared, out
+        labels = prepared.train.labels
+        self.labelled = prepared.pool[balanced_subset(labels[prepared.pool], config.labels, seed=config.seed)]
+        self.unlabelled = np.setdiff1d(prepared.pool, self.labelled)
+        batch = min(config.batch_size, len(self.unlabelled))
+        self.sampler = DualSampler(self.unlabelled, self.labelled, labels, batch, seed=config.seed)
+        torch.manual_seed(config.seed)
+        self.method = build_method(config, prepared.train.token_dim, prepared.train.dim, len(prepared.train.classes))
+        sample = np.sort(np.random.default_rng(0).permutation(prepared.pool)[:10_000])
+        tokens, pooled = prepared.train.load(sample, 0)
+        self.method.head.set_input_statistics(pooled, tokens)
+        self.optimisers = {"head": torch.optim.AdamW(self.method.head.parameters(), lr=config.lr, weight_decay=config.weight_decay)}
+        if isinstance(self.method, TwinTurbo) and config.critic > 0:
+            self.optimisers["critic"] = torch.optim.AdamW(self.method.discriminator.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        self.step, self.total_steps = 0, config.epochs * len(self.sampler)
+
+    def rows(self, index: np.ndarray, view: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+        return self.prepared.train.load(index, view)
+
+    def batch(self, unlabelled: np.ndarray, labelled: np.ndarray, partners: np.ndarray) -> dict:
+        features = self.prepared.train
+        batch = {"labels": torch.from_numpy(features.labels[labelled])}
+        augmented_view = 1 + self.step % max(features.num_views - 1, 1) if features.num_views > 1 else 0
+        for name, index, view in (("labelled", labelled, 0), ("paired", partners, 0), ("unlabelled", unlabelled, 0), ("augmented", unlabelled, augmented_view)):
+            batch[f"{name}_tokens"], batch[f"{name}_pooled"] = self.rows(index, view)
+        return batch
+
+    def train(self, resume: bool) -> None:
+        if resume and (self.out / STATE).exists():
+            counters = load_training_state(self.out / STATE, {"method": self.method}, self.optimisers)
+            self.step = counters["step"]
+            rundir.truncate_log(self.out, self.step)
+        save_subset(self.out / "labelled.json", self.labelled, self.prepared.train.labels, dataset=self.config.dataset, split="train", seed=self.config.seed)
+        started = time.perf_counter()
+        per_epoch = len(self.sampler)
+        while self.step < self.total_steps:
+            epoch, skip = divmod(self.step, per_epoch)
+            for position, rows in enumerate(self.sampler.epoch(epoch)):
+                if position < skip:
+                    continue
+                self.train_step(self.batch(*rows))
+            save_training_state(self.out / STATE, {"method": self.method}, self.optimisers, {"step": self.step, "epoch": epoch + 1})
+        self.seconds = time.perf_counter() - started
+
+    def train_step(self, batch: dict) -> None:
+        factor = warmup_factor(self.step, self.config.warmup_steps, self.config.warmup_start)
+        for optimiser in self.optimisers.values():
+            for group in optimiser.param_groups:
+                group["lr"] = self.config.lr * factor
+        self.method.train()
+        with checks(False):  # one finiteness check per step below, not one host sync per term
+            terms = self.method.head_loss(batch)
+        if not torch.isfinite(terms["total"]):
+            raise FloatingPointError(f"step {self.step}: the loss is {float(terms['total'])}; lower --lr or check the features.")
+        head = self.optimisers["head"]
+        head.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.method.head.parameters(), math.inf)
+        head.step()
+        if "critic" in self.optimisers:
+            critic = self.optimisers["critic"]
+            critic.zero_grad(set_to_none=True)
+            terms["discriminator"] = self.method.critic_loss(batch)
+            terms["discriminator"].backward()
+            critic.step()
+        self.step += 1
+        if self.step % self.config.log_every == 0 or self.step == self.total_steps:
+            record = {"step": self.step, "lr": self.config.lr * factor, "grad_norm": float(grad_norm)}
+            record.update({f"loss/{k}": float(v.detach()) for k, v in terms.items()})
+            rundir.log_metrics(self.out, record)
+        self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
+
+    @torch.no_grad()
+    def predict(self, features: Features, rows: np.ndarray | None = None) -> torch.Tensor:
+        self.method.eval()
+        rows = np.arange(len(features)) if rows is None else rows
+        chunks = [self.method.predict(*features.load(rows[i : i + 4096], 0)) for i in range(0, len(rows), 4096)]
+        return torch.cat(chunks) if chunks else torch.empty(0, len(features.classes))
+
+    def evaluate(self) -> dict:
+        test, train = self.prepared.test, self.prepared.train
+        probabilities = self.predict(test)
+        predicted, truth = probabilities.argmax(1).numpy(), test.labels
+        metrics = {"test_top1": 100 * float((predicted == truth).mean())}
+        for c, name in enumerate(test.classes):
+            members = truth == c
+            metrics[f"test_class/{name}"] = 100 * float((predicted[members] == c).mean()) if members.any() else float("nan")
+        if len(self.prepared.validation):
+            val = self.predict(train, self.prepared.validation).argmax(1).numpy()
+            metrics["val_top1"] = 100 * float((val == train.labels[self.prepared.validation]).mean())
+        metrics.update({f"last/{k}": v for k, v in getattr(self, "last_terms", {}).items()})
+        metrics.update({"labelled": len(self.labelled), "unlabelled": len(self.unlabelled), "steps": self.step,
+                        "train_seconds": round(getattr(self, "seconds", 0.0), 2)})
+        return metrics
+
+
+def save_head(trainer: Trainer, path: Path, channels: int) -> None:
+    """The trained method's weights, with what `infomax predict` needs to rebuild the pipeline."""
+    features = trainer.prepared.train
+    spec = {k: features.manifest[k] for k in ("resolution", "encoder_config", "weights")}
+    spec.update(token_grid=trainer.config.token_grid, token_dim=features.token_dim, dim=features.dim, channels=channels)
+    record = {"config": dataclasses.asdict(trainer.config), "classes": features.classes, "features": spec}
+    rundir.save_tensors(path, trainer.method.state_dict(), {"infomax_finetune": json.dumps(record)})
+
+
+def finetune(config: FinetuneConfig, out: Path, *, resume: bool = False, overwrite: bool = False,
+             prepared: Prepared | None = None, report: bool = True) -> dict:
+    out = rundir.prepare(out, resume=resume, overwrite=overwrite)
+    rundir.write_json(out / "config.json", dataclasses.asdict(config))
+    rundir.write_json(out / "environment.json", rundir.environment())
+    prepared = prepared or prepare_features(config)
+    trainer = Trainer(config, prepared, out)
+    trainer.train(resume)
+    metrics = trainer.evaluate()
+    save_head(trainer, out / "head.safetensors", prepared.channels)
+    rundir.write_json(out / "metrics.json", metrics)
+    if report:
+        write_run_report(out)
+    return metrics
+
+
+def write_run_report(out: Path) -> Path:
+    from ..eval.plots import plot_training_curves
+    from ..eval.report import write_report
+
+    if (out / rundir.METRICS_LOG).exists():
+        plot_training_curves(out, out / "plots" / "training_curves.png", title="TwinTURBO head training")
+    return write_report([out], out / "report.html")

@@ -1,0 +1,70 @@
+"""`infomax predict --run DIR images...`: the fine-tuned classifier on new image files.
+
+Needs only the run directory's `head.safetensors` (which records the backbone config, its
+weights fingerprint, the resolution, token grid and class names) and the backbone's weights;
+the training data is not read.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data.augment import center_resize, to_float_images
+from ..data.features import pool_tokens
+from ..data.formats import IMAGE_SUFFIXES, decode_image
+from ..models import build_encoder, fingerprint
+from .finetune import FinetuneConfig, build_method
+from .rundir import load_tensors
+
+
+def image_files(paths: list[str]) -> list[Path]:
+    files = []
+    for given in map(Path, paths):
+        if given.is_dir():
+            files += sorted(p for p in given.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif given.is_file():
+            files.append(given)
+        else:
+            raise FileNotFoundError(f"{given}: no such image file or folder.")
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(paths)}.")
+    return files
+
+
+def load_classifier(run: Path):
+    path = Path(run) / "head.safetensors"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: {run} is not a finished `infomax finetune` run.")
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        record = json.loads(f.metadata()["infomax_finetune"])
+    spec = record["features"]
+    config = FinetuneConfig(**record["config"])
+    method = build_method(config, spec["token_dim"], spec["dim"], len(record["classes"]))
+    method.load_state_dict(load_tensors(path))
+    encoder = build_encoder(config.backbone)
+    if fingerprint(encoder) != spec["weights"]:
+        raise ValueError(f"the backbone {config.backbone} now has other weights than the run was trained on; "
+                         "restore the checkpoint or package version used then, or fine-tune again.")
+    return method.eval(), encoder.eval(), spec, record["classes"]
+
+
+@torch.no_grad()
+def predict(run: Path, paths: list[str]) -> list[dict]:
+    method, encoder, spec, classes = load_classifier(run)
+    rows = []
+    for path in image_files(paths):
+        image = decode_image(path.read_bytes(), str(path))
+        if spec["channels"] == 1:  # a grey dataset: show the model a grey image, as in training
+            image = np.round(image @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
+        x = center_resize(to_float_images(torch.from_numpy(image)[None], channels=None), spec["resolution"])
+        pooled, tokens = encoder(x)
+        tokens = pool_tokens(tokens, spec["token_grid"]) if spec["token_dim"] is not None else None
+        probabilities = method.predict(tokens, pooled)[0]
+        best = int(probabilities.argmax())
+        rows.append({"image": str(path), "class": classes[best], "probability": round(float(probabilities[best]), 4)})
+    return rows

@@ -1,0 +1,90 @@
+"""`infomax finetune` / `predict` end to end on scikit-learn's digits with a small random ConvNet."""
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from infomax.cli import main
+from infomax.data.dataset import load_dataset
+from infomax.data.imagefolder import save_png
+from infomax.engine import finetune as finetune_module
+from infomax.engine.finetune import FinetuneConfig, finetune
+from infomax.models import build_encoder, save_encoder
+
+
+@pytest.fixture
+def backbone(tmp_path, monkeypatch):
+    monkeypatch.setenv("INFOMAX_CACHE", str(tmp_path / "cache"))
+    torch.manual_seed(0)
+    return str(save_encoder(build_encoder("convnet", width=8), tmp_path / "convnet.safetensors"))
+
+
+def _config(encoder, **overrides):
+    settings = dict(backbone=encoder, dataset="digits", labels=30, resolution=16, epochs=3, batch_size=128,
+                    warmup_steps=4, lr=3e-3, token_grid=2, token_width=16, latent_dim=64, hidden_dim=32, log_every=2)
+    return FinetuneConfig(**{**settings, **overrides})
+
+
+def test_finetune_writes_a_complete_run(backbone, tmp_path):
+    metrics = finetune(_config(backbone), tmp_path / "run")
+    run = tmp_path / "run"
+    for name in ("config.json", "environment.json", "labelled.json", "head.safetensors", "metrics.json", "metrics.jsonl", "report.html"):
+        assert (run / name).exists(), name
+    assert metrics["test_top1"] > 30 and metrics["labelled"] == 30 and metrics["steps"] == 3 * (metrics["unlabelled"] // 128)
+    assert {"last/task", "last/critic", "last/latent", "last/augment", "last/discriminator"} <= set(metrics)
+    assert len([k for k in metrics if k.startswith("test_class/")]) == 10
+    labelled = json.loads((run / "labelled.json").read_text())
+    assert np.bincount(labelled["labels"]).tolist() == [3] * 10 and labelled["seed"] == 42
+
+
+def test_interrupted_run_resumes_to_the_same_weights(backbone, tmp_path, monkeypatch):
+    finetune(_config(backbone), tmp_path / "whole", report=False)
+    original, calls = finetune_module.Trainer.train_step, {"n": 0}
+
+    def dying(self, batch):
+        calls["n"] += 1
+        if calls["n"] == 22:  # in the third epoch, after the second checkpoint
+            raise KeyboardInterrupt
+        original(self, batch)
+
+    monkeypatch.setattr(finetune_module.Trainer, "train_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        finetune(_config(backbone), tmp_path / "cut", report=False)
+    monkeypatch.setattr(finetune_module.Trainer, "train_step", original)
+    finetune(_config(backbone), tmp_path / "cut", resume=True, report=False)
+    whole, cut = load_file(tmp_path / "whole" / "head.safetensors"), load_file(tmp_path / "cut" / "head.safetensors")
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    steps = [json.loads(line)["step"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps))  # no step logged twice after the resume
+
+
+def test_existing_run_dir_is_refused_without_resume_or_overwrite(backbone, tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "metrics.json").write_text("{}")
+    argv = ["finetune", "--backbone", backbone, "--dataset", "digits", "--labels", "20", "--out", str(tmp_path / "run")]
+    assert main(argv) == 2
+    assert "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"labels": 5}, "cannot cover 10 classes"),
+    ({"backbone": "resnet-9000"}, "Unknown encoder"),
+    ({"method": "mixmatch"}, "fixmatch"),
+])
+def test_bad_settings_name_the_fix(backbone, tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        finetune(_config(backbone, **overrides), tmp_path / "run", report=False)
+
+
+def test_predict_classifies_image_files_without_the_training_data(backbone, tmp_path, capsys):
+    finetune(_config(backbone, method="fixmatch"), tmp_path / "run", report=False)
+    test = load_dataset("digits", "test")
+    for i in range(6):
+        (tmp_path / "images").mkdir(exist_ok=True)
+        (tmp_path / "images" / f"{i}.png").write_bytes(save_png(test.images[i]))
+    assert main(["predict", "--run", str(tmp_path / "run"), str(tmp_path / "images")]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 6 and all(r["class"] in test.classes and 0 < r["probability"] <= 1 for r in rows)
+    assert main(["predict", "--run", str(tmp_path / "nothing"), str(tmp_path / "images")]) == 2
