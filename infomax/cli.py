@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 
 def _demo(args: argparse.Namespace) -> int:
     from .demo import run
 
-    return run(quick=args.quick)
+    return run(quick=args.quick, out=Path(args.out))
 
 
 def _data_check(args: argparse.Namespace) -> int:
@@ -17,18 +19,113 @@ def _data_check(args: argparse.Namespace) -> int:
     return run(args.name, args.data_root, download=args.download, image_size=args.image_size)
 
 
+def _finetune(args: argparse.Namespace) -> int:
+    from .engine.finetune import FinetuneConfig, finetune
+
+    fields = FinetuneConfig.__dataclass_fields__
+    config = FinetuneConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
+    metrics = finetune(config, Path(args.out), resume=args.resume, overwrite=args.overwrite)
+    print(json.dumps({k: v for k, v in metrics.items() if not k.startswith("test_class/")}, indent=1))
+    print(f"report: {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .engine.predict import predict
+
+    for row in predict(Path(args.run), args.images):
+        print(json.dumps(row))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .eval.run import evaluate
+
+    protocols = [p.strip() for p in args.protocol.split(",") if p.strip()]
+    metrics = evaluate(args.encoder, args.dataset, Path(args.out), protocols=protocols, data_root=args.data_root,
+                       resolution=args.resolution, overwrite=args.overwrite)
+    print(json.dumps(metrics, indent=1))
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .eval.run import analyze
+
+    table = analyze(args.encoder, args.dataset, Path(args.out), split=args.split, data_root=args.data_root,
+                    resolution=args.resolution, overwrite=args.overwrite)
+    print(json.dumps(table, indent=1, default=str))
+    print(f"report: {Path(args.out) / 'report.html'}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .eval.report import write_report
+
+    runs = [Path(r) for r in args.runs]
+    out = Path(args.out) if args.out else runs[0] / "report.html"
+    print(f"report: {write_report(runs, out, title=args.title)}")
+    return 0
+
+
+def add_evaluation(verbs) -> None:
+    for verb, handler, text in (("evaluate", _evaluate, "kNN, linear probe and few-label accuracy of an encoder"),
+                                ("analyze", _analyze, "representation geometry, plots and a report")):
+        p = verbs.add_parser(verb, help=text)
+        p.add_argument("--encoder", required=True, help="efficientnet-lite0, hf:<model id>, a .safetensors encoder of ours, or resnet18/vit-tiny/...")
+        p.add_argument("--dataset", required=True)
+        p.add_argument("--data-root", metavar="DIR")
+        p.add_argument("--resolution", type=int, help="resize images to this side (default: the encoder's own)")
+        p.add_argument("--out", required=True, metavar="DIR")
+        p.add_argument("--overwrite", action="store_true")
+        if verb == "evaluate":
+            p.add_argument("--protocol", default="knn,linear,fewshot", help="comma-separated: knn, linear, fewshot")
+        else:
+            p.add_argument("--split", default="test")
+        p.set_defaults(handler=handler)
+    r = verbs.add_parser("report", help="one self-contained HTML page for one or more run directories")
+    r.add_argument("runs", nargs="+", metavar="RUN_DIR")
+    r.add_argument("--out", metavar="FILE", help="default: RUN_DIR/report.html of the first run")
+    r.add_argument("--title")
+    r.set_defaults(handler=_report)
+
+
 def add_data_root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", metavar="DIR", help="where datasets live (default: $INFOMAX_DATA, else ~/.cache/infomax/data)")
     parser.add_argument("--download", action="store_true", help="fetch missing public datasets (needs network)")
     parser.add_argument("--image-size", type=int, metavar="N", help="imagefolder only: resize images to N x N")
 
 
+def add_finetune(verbs) -> None:
+    p = verbs.add_parser("finetune", help="TwinTURBO on a frozen backbone with few labels")
+    p.add_argument("--backbone", default="efficientnet-lite0", help="efficientnet-lite0, hf:<model id>, or a .safetensors encoder of ours")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--data-root", metavar="DIR")
+    p.add_argument("--labels", type=int, default=100, help="labelled images, balanced over classes (default 100)")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--method", choices=["twinturbo", "fixmatch"])
+    p.add_argument("--task-loss", dest="task_loss", choices=["cat-cross", "cat-twin", "bin-cross"])
+    p.add_argument("--rescale", choices=["softmax", "sigmoid"])
+    for term in ("critic", "latent", "augment"):
+        p.add_argument(f"--{term}", type=float, metavar="WEIGHT", help=f"weight of the {term} term (0 turns it off)")
+    for name, kind in (("lr", float), ("epochs", int), ("batch-size", int), ("resolution", int), ("views", int), ("token-grid", int)):
+        p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
+    p.set_defaults(handler=_finetune)
+    q = verbs.add_parser("predict", help="classify images with a fine-tuned run")
+    q.add_argument("--run", required=True, metavar="DIR")
+    q.add_argument("images", nargs="+", help="image files or folders")
+    q.set_defaults(handler=_predict)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="infomax", description="Representation learning by maximising mutual information.")
     parser.add_argument("--version", action="version", version=f"infomax {__import__('infomax').__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    demo = verbs.add_parser("demo", help="run the end-to-end demonstration")
-    demo.add_argument("--quick", action="store_true", help="smaller shapes, a few seconds")
+    demo = verbs.add_parser("demo", help="TwinTURBO end to end on MNIST-5k with EfficientNet-Lite0 (a few minutes)")
+    demo.add_argument("--quick", action="store_true", help="fewer images and steps, well under a minute")
+    demo.add_argument("--out", default="runs/demo", metavar="DIR")
     demo.set_defaults(handler=_demo)
 
     data = verbs.add_parser("data", help="inspect datasets").add_subparsers(dest="data_verb", required=True, metavar="ACTION")
@@ -36,6 +133,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("name", help="cifar10, cifar100, mnist, fashion-mnist, svhn, stl10, imagefolder, digits, mnist-5k")
     add_data_root(check)
     check.set_defaults(handler=_data_check)
+    add_finetune(verbs)
+    add_evaluation(verbs)
     return parser
 
 
@@ -46,6 +145,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except (ValueError, FileNotFoundError, FileExistsError) as error:  # user mistakes: the message names the fix
+        print(f"infomax {args.verb}: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
