@@ -102,7 +102,7 @@ def main() -> None:
         rows[f"extract_views{views}"] = {"bare_s": bare, "ours_s": cached, "throughput_ratio": bare / cached, "images_per_s": len(dataset) * (1 + views) / cached}
     with tempfile.TemporaryDirectory() as folder:
         features = extract_features(encoder, dataset, resolution=args.resolution, views=0, token_grid=0, cache_dir=Path(folder), progress=False)
-        in_memory = torch.from_numpy(np.asarray(features.pooled[0], dtype=np.float32))
+        in_memory = torch.from_numpy(np.asarray(features.pooled(0), dtype=np.float32))
     from_cache = min(head_steps(in_memory, encoder, dataset, args.resolution, args.steps, 256) for _ in range(args.reps))
     from_images = head_steps(None, encoder, dataset, args.resolution, args.steps, 256)
     rows["head_training"] = {"from_cache_s": from_cache, "from_images_s": from_images, "speedup": from_images / from_cache, "steps": args.steps, "batch": 256}
