@@ -89,17 +89,49 @@ def add_evaluation(verbs) -> None:
     r.set_defaults(handler=_report)
 
 
+def _ablate(args: argparse.Namespace) -> int:
+    from .engine.ablate import ablate
+    from .engine.finetune import FinetuneConfig
+
+    fields = FinetuneConfig.__dataclass_fields__
+    base = FinetuneConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None and k not in ("labels", "seed")})
+    summary = ablate(base, Path(args.out), labels=_ints(args.labels), seeds=_ints(args.seeds))
+    print((Path(args.out) / "ablation.md").read_text())
+    print(f"table: {Path(args.out) / 'ablation.md'}, chart: {Path(args.out) / 'ablation.png'} ({summary['total_seconds'] / 60:.1f} min)")
+    return 0
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"expected comma-separated integers such as 100,1000, got {text!r}.") from None
+
+
 def add_data_root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-root", metavar="DIR", help="where datasets live (default: $INFOMAX_DATA, else ~/.cache/infomax/data)")
     parser.add_argument("--download", action="store_true", help="fetch missing public datasets (needs network)")
     parser.add_argument("--image-size", type=int, metavar="N", help="imagefolder only: resize images to N x N")
 
 
-def add_finetune(verbs) -> None:
-    p = verbs.add_parser("finetune", help="TwinTURBO on a frozen backbone with few labels")
+def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="efficientnet-lite0", help="efficientnet-lite0, hf:<model id>, or a .safetensors encoder of ours")
     p.add_argument("--dataset", required=True)
     p.add_argument("--data-root", metavar="DIR")
+    for name, kind in (("lr", float), ("epochs", int), ("batch-size", int), ("resolution", int), ("views", int), ("token-grid", int)):
+        p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind)
+    p.add_argument("--out", required=True, metavar="DIR")
+
+
+def add_finetune(verbs) -> None:
+    a = verbs.add_parser("ablate", help="the TwinTURBO ablation ladder (paper Fig. 2) with baselines")
+    a.add_argument("method", choices=["twinturbo"])
+    add_training_options(a)
+    a.add_argument("--labels", default="100,1000", help="comma-separated label counts")
+    a.add_argument("--seeds", default="42,1337,3435", help="comma-separated seeds")
+    a.set_defaults(handler=_ablate)
+    p = verbs.add_parser("finetune", help="TwinTURBO on a frozen backbone with few labels")
+    add_training_options(p)
     p.add_argument("--labels", type=int, default=100, help="labelled images, balanced over classes (default 100)")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--method", choices=["twinturbo", "fixmatch"])
@@ -107,9 +139,6 @@ def add_finetune(verbs) -> None:
     p.add_argument("--rescale", choices=["softmax", "sigmoid"])
     for term in ("critic", "latent", "augment"):
         p.add_argument(f"--{term}", type=float, metavar="WEIGHT", help=f"weight of the {term} term (0 turns it off)")
-    for name, kind in (("lr", float), ("epochs", int), ("batch-size", int), ("resolution", int), ("views", int), ("token-grid", int)):
-        p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind)
-    p.add_argument("--out", required=True, metavar="DIR")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
     p.set_defaults(handler=_finetune)

@@ -88,3 +88,20 @@ def test_predict_classifies_image_files_without_the_training_data(backbone, tmp_
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len(rows) == 6 and all(r["class"] in test.classes and 0 < r["probability"] <= 1 for r in rows)
     assert main(["predict", "--run", str(tmp_path / "nothing"), str(tmp_path / "images")]) == 2
+
+
+def test_ablation_ladder_table_chart_and_rerun_skips_finished_runs(backbone, tmp_path, monkeypatch):
+    from infomax.engine import ablate as ablate_module
+
+    base = _config(backbone, epochs=1)
+    rungs = ("cat-cross softmax", "+augment")
+    summary = ablate_module.ablate(base, tmp_path / "ladder", labels=(20,), seeds=(1, 2), rungs=rungs, progress=False)
+    table = summary["results"]["20"]
+    assert set(table) == {*rungs, "FixMatch", "logistic regression", "weighted kNN"}
+    assert all(len(v) == 2 for v in table.values())
+    markdown = (tmp_path / "ladder" / "ablation.md").read_text()
+    assert "cat-cross softmax" in markdown and "±" in markdown
+    assert (tmp_path / "ladder" / "ablation.png").read_bytes()[:4] == b"\x89PNG"
+    monkeypatch.setattr(ablate_module, "finetune", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
+    again = ablate_module.ablate(base, tmp_path / "ladder", labels=(20,), seeds=(1, 2), rungs=rungs, progress=False)
+    assert again["results"] == summary["results"]

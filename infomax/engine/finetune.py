@@ -60,6 +60,7 @@ class FinetuneConfig:
     latent_dim: int | None = 1024
     hidden_dim: int | None = 256
     val_fraction: float = 0.1
+    standardise: bool = True  # the head's input, with training-set statistics
     feature_batch: int = 128
     log_every: int = 10
     extras: dict = field(default_factory=dict)
@@ -122,9 +123,10 @@ class Trainer:
         self.sampler = DualSampler(self.unlabelled, self.labelled, labels, batch, seed=config.seed)
         torch.manual_seed(config.seed)
         self.method = build_method(config, prepared.train.token_dim, prepared.train.dim, len(prepared.train.classes))
-        sample = np.sort(np.random.default_rng(0).permutation(prepared.pool)[:10_000])
-        tokens, pooled = prepared.train.load(sample, 0)
-        self.method.head.set_input_statistics(pooled, tokens)
+        if config.standardise:
+            sample = np.sort(np.random.default_rng(0).permutation(prepared.pool)[:10_000])
+            tokens, pooled = prepared.train.load(sample, 0)
+            self.method.head.set_input_statistics(pooled, tokens)
         self.optimisers = {"head": torch.optim.AdamW(self.method.head.parameters(), lr=config.lr, weight_decay=config.weight_decay)}
         if isinstance(self.method, TwinTurbo) and config.critic > 0:
             self.optimisers["critic"] = torch.optim.AdamW(self.method.discriminator.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -1,0 +1,135 @@
+"""`infomax ablate twinturbo`: the ladder of the TwinTURBO paper's Fig. 2 and the baselines.
+
+Rungs, each adding one change to the one before: cat-cross/softmax (baseline) -> cat-twin/
+softmax -> cat-twin/sigmoid -> bin-cross/sigmoid -> +critic -> +latent -> +augment. Baselines
+on the same cached features and the same labelled subsets: logistic regression and weighted
+kNN on the labelled images' features, and FixMatch on the same head. Every run is a normal
+run directory under OUT/<labels>/<rung>/seed<seed>, so finished runs are skipped on a rerun.
+The table reports, as the paper does, the best seed and the min-max range, plus mean +- std.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import rundir
+from .finetune import FinetuneConfig, finetune, prepare_features
+
+OFF = {"critic": 0.0, "latent": 0.0, "augment": 0.0}
+LADDER = (
+    ("cat-cross softmax", {"task_loss": "cat-cross", "rescale": "softmax", **OFF}),
+    ("cat-twin softmax", {"task_loss": "cat-twin", "rescale": "softmax", **OFF}),
+    ("cat-twin sigmoid", {"task_loss": "cat-twin", "rescale": "sigmoid", **OFF}),
+    ("bin-cross sigmoid", {"task_loss": "bin-cross", "rescale": "sigmoid", **OFF}),
+    ("+critic", {"task_loss": "bin-cross", "rescale": "sigmoid", **OFF, "critic": 0.001}),
+    ("+latent", {"task_loss": "bin-cross", "rescale": "sigmoid", **OFF, "critic": 0.001, "latent": 0.1}),
+    ("+augment", {"task_loss": "bin-cross", "rescale": "sigmoid", "critic": 0.001, "latent": 0.1, "augment": 0.1}),
+)
+BASELINES = ("logistic regression", "weighted kNN", "FixMatch")
+
+
+def _slug(name: str) -> str:
+    return name.replace(" ", "-").replace("+", "plus-").lower()
+
+
+def _one(config: FinetuneConfig, run_dir: Path, prepared) -> dict:
+    if (run_dir / "metrics.json").exists():
+        return json.loads((run_dir / "metrics.json").read_text())
+    return finetune(config, run_dir, overwrite=True, prepared=prepared, report=False)
+
+
+def _feature_baselines(prepared, labelled_rows: np.ndarray) -> dict[str, float]:
+    from ..eval.knn import weighted_knn
+    from ..eval.linear import linear_probe
+
+    train, test = prepared.train, prepared.test
+    x = torch.from_numpy(train.pooled(0)[labelled_rows].astype(np.float32))
+    y = torch.from_numpy(train.labels[labelled_rows])
+    x_test, y_test = torch.from_numpy(np.asarray(test.pooled(0), dtype=np.float32)), torch.from_numpy(test.labels)
+    return {"logistic regression": linear_probe(x, y, x_test, y_test, seed=0).accuracy["top1"],
+            "weighted kNN": weighted_knn(x, y, x_test, y_test, k=min(20, len(y))).accuracy["top1"]}
+
+
+def ablate(base: FinetuneConfig, out: Path, labels=(100, 1000), seeds=(42, 1337, 3435), rungs=None, progress=True) -> dict:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    prepared = prepare_features(base, progress=progress)
+    features_seconds = time.perf_counter() - started
+    ladder = [r for r in LADDER if rungs is None or r[0] in rungs]
+    results: dict[str, dict[str, list[float]]] = {}
+    for count in labels:
+        table = results.setdefault(str(count), {})
+        for seed in seeds:
+            for name, overrides in ladder:
+                config = dataclasses.replace(base, labels=count, seed=seed, **overrides)
+                metrics = _one(config, out / str(count) / _slug(name) / f"seed{seed}", prepared)
+                table.setdefault(name, []).append(metrics["test_top1"])
+                if progress:
+                    print(f"[ablate] {count} labels, seed {seed}, {name}: {metrics['test_top1']:.2f}", flush=True)
+            fixmatch = _one(dataclasses.replace(base, labels=count, seed=seed, method="fixmatch"), out / str(count) / "fixmatch" / f"seed{seed}", prepared)
+            table.setdefault("FixMatch", []).append(fixmatch["test_top1"])
+            from ..data.subsets import load_subset
+
+            labelled = load_subset(out / str(count) / "fixmatch" / f"seed{seed}" / "labelled.json", prepared.train.labels)
+            for key, value in _feature_baselines(prepared, labelled).items():
+                table.setdefault(key, []).append(value)
+    summary = {"results": results, "seeds": list(seeds), "features_seconds": features_seconds,
+               "total_seconds": time.perf_counter() - started, "config": dataclasses.asdict(base)}
+    rundir.write_json(out / "ablation.json", summary)
+    (out / "ablation.md").write_text(markdown_table(results, seeds) + "\n")
+    bar_chart(results, out / "ablation.png", title=f"TwinTURBO ladder: {base.dataset}, {base.backbone}")
+    return summary
+
+
+def _stats(values: list[float]) -> dict[str, float]:
+    return {"best": max(values), "min": min(values), "max": max(values), "mean": statistics.fmean(values),
+            "std": statistics.pstdev(values) if len(values) > 1 else 0.0}
+
+
+def markdown_table(results: dict, seeds) -> str:
+    lines = [f"| method | {' | '.join(f'{n} labels: best (min-max) / mean ± std' for n in results)} |",
+             "|---|" + "---|" * len(results)]
+    names = list(dict.fromkeys(name for table in results.values() for name in table))
+    for name in names:
+        cells = []
+        for table in results.values():
+            if name not in table:
+                cells.append("-")
+                continue
+            s = _stats(table[name])
+            cells.append(f"{s['best']:.2f} ({s['min']:.2f}-{s['max']:.2f}) / {s['mean']:.2f} ± {s['std']:.2f}")
+        lines.append(f"| {name} | {' | '.join(cells)} |")
+    lines.append(f"\nTest top-1 %, seeds {', '.join(map(str, seeds))}.")
+    return "\n".join(lines)
+
+
+def bar_chart(results: dict, path: Path, title: str) -> Path:
+    from matplotlib.figure import Figure
+
+    names = list(dict.fromkeys(name for table in results.values() for name in table))
+    fig = Figure(figsize=(max(8, 1.1 * len(names)), 4.5))
+    ax = fig.add_subplot()
+    width = 0.8 / len(results)
+    for i, (count, table) in enumerate(results.items()):
+        stats = [_stats(table[n]) if n in table else None for n in names]
+        x = np.arange(len(names)) + (i - (len(results) - 1) / 2) * width
+        means = [s["mean"] if s else np.nan for s in stats]
+        low = [s["mean"] - s["min"] if s else 0 for s in stats]
+        high = [s["max"] - s["mean"] if s else 0 for s in stats]
+        ax.bar(x, means, width, yerr=[low, high], capsize=3, label=f"{count} labels")
+    ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right")
+    ax.set_ylabel("test top-1 accuracy (%), mean with min-max over seeds")
+    ax.set_title(title)
+    ax.legend()
+    lows = [min(v) for table in results.values() for v in table.values()]
+    ax.set_ylim(max(0, min(lows) - 5), 100)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
