@@ -35,7 +35,7 @@ _ACRONYMS = {"pca": "PCA", "nn": "NN", "knn": "kNN", "tsne": "t-SNE", "2d": "2-D
 _SUMMARY = (  # (row label, source, candidate keys: a full flattened key or its last segment)
     ("method", "config", ("method", "method/name", "objective")),
     ("data", "config", ("data", "dataset", "data/name", "data/dataset", "data/source")),
-    ("model", "config", ("model", "backbone", "model/name", "model/backbone", "arch")),
+    ("model", "config", ("model", "backbone", "encoder", "model/name", "model/backbone", "arch")),
     ("seed", "config", ("seed", "seeds")),
     ("epochs", "config", ("epochs", "max_epochs")),
     ("batch size", "config", ("batch_size",)),
