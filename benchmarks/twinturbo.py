@@ -32,8 +32,10 @@ from infomax.engine.finetune import FinetuneConfig  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-# CPU-sized head: tokens pooled to 2x2 and projected to 64, latent 512, predictor hidden 128.
-SETTINGS = dict(backbone="efficientnet-lite0", resolution=128, token_grid=2, token_width=64, latent_dim=512, hidden_dim=128,
+# CPU-sized head: no token block (token_grid=0: the head sees the pooled 1280-d vector, which is
+# the mean of the tokens), latent 512, predictor hidden 128. The plain view is shared with
+# benchmarks/cifar10_analysis.py through the feature cache.
+SETTINGS = dict(backbone="efficientnet-lite0", resolution=128, token_grid=0, latent_dim=512, hidden_dim=128,
                 lr=3e-4, epochs=5, batch_size=512, warmup_steps=150)
 
 

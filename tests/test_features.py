@@ -92,3 +92,21 @@ def test_token_pooling_and_bad_settings(encoder, toy, tmp_path):
     assert _extract(encoder, toy, tmp_path, token_grid=1).load([0], 0)[0].shape == (1, 1, encoder.token_dim)
     with pytest.raises(ValueError, match="augmented views"):
         _extract(encoder, toy, tmp_path, views=-1)
+
+
+def test_an_interrupted_extraction_with_other_tokens_starts_over(encoder, toy, tmp_path, monkeypatch):
+    original, calls = type(encoder).encode, {"n": 0}
+
+    def dying(self, x):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(self, x)
+
+    monkeypatch.setattr(type(encoder), "encode", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _extract(encoder, toy, tmp_path, views=0, token_grid=1)
+    monkeypatch.setattr(type(encoder), "encode", original)
+    features = _extract(encoder, toy, tmp_path, views=0, token_grid=2)
+    reference = _extract(encoder, toy, tmp_path / "fresh", views=0, token_grid=2)
+    assert np.array_equal(features.groups[0][1], reference.groups[0][1])

@@ -198,8 +198,12 @@ class _Extraction:
         _write_json(self.folder / "manifest.json", {**self.spec, "classes": self.dataset.classes, "complete": True})
 
     def _resume_point(self) -> int:
+        """Rows already written by an interrupted extraction of exactly this spec, else 0."""
         progress = self.folder / "progress.json"
-        return json.loads(progress.read_text())["done"] if progress.exists() else 0
+        if not progress.exists():
+            return 0
+        record = json.loads(progress.read_text())
+        return record["done"] if record.get("token_grid", "missing") == self.spec["token_grid"] else 0
 
     def _outputs(self, first_batch: torch.Tensor, mode: str):
         out = self._forward(first_batch[:2], augmented=False, generator=None)
@@ -234,7 +238,7 @@ class _Extraction:
                     arrays["tokens"][v, start:stop] = tokens.numpy()
             for array in arrays.values():
                 array.flush()
-            _write_json(self.folder / "progress.json", {"done": stop})
+            _write_json(self.folder / "progress.json", {"done": stop, "token_grid": self.spec["token_grid"]})
             meter.update(stop)
         meter.finish()
 
