@@ -44,7 +44,7 @@ def test_second_call_reads_the_cache_without_running_the_encoder(encoder, toy, t
     assert again.folders == first.folders and np.array_equal(again.pooled(1), first.pooled(1))
 
 
-@pytest.mark.parametrize("change", ["weights", "seed", "views", "resolution", "data"])
+@pytest.mark.parametrize("change", ["weights", "seed", "views", "resolution", "data", "chunk"])
 def test_any_change_gives_a_new_cache(encoder, toy, tmp_path, change):
     base = _extract(encoder, toy, tmp_path).folders
     kwargs = {}
@@ -54,10 +54,10 @@ def test_any_change_gives_a_new_cache(encoder, toy, tmp_path, change):
     elif change == "data":
         toy.images[0, 0, 0, 0] ^= 1
     else:
-        kwargs = {"seed": {"seed": 1}, "views": {"views": 2}, "resolution": {"resolution": 12}}[change]
+        kwargs = {"seed": {"seed": 1}, "views": {"views": 2}, "resolution": {"resolution": 12}, "chunk": {"batch_size": 8}}[change]
     changed = _extract(encoder, toy, tmp_path, **kwargs).folders
     assert changed[-1] != base[-1]
-    assert (changed[0] == base[0]) == (change in ("seed", "views"))  # the plain view is shared
+    assert (changed[0] == base[0]) == (change in ("seed", "views", "chunk"))  # the plain view is shared
 
 
 def test_interrupted_extraction_resumes_to_the_same_bytes(encoder, toy, tmp_path, monkeypatch):

@@ -97,12 +97,11 @@ def dataset_digest(dataset: Dataset) -> str:
     return digest.hexdigest()
 
 
-def base_spec(encoder: Encoder, dataset: Dataset, resolution: int, batch_size: int) -> dict:
+def base_spec(encoder: Encoder, dataset: Dataset, resolution: int) -> dict:
     return {
         "version": FORMAT_VERSION, "encoder": encoder.name, "encoder_config": encoder.config,
         "weights": fingerprint(encoder), "dataset": dataset.name, "split": dataset.split, "images": len(dataset),
         "data": dataset_digest(dataset), "resolution": resolution, "dtype": "float16",
-        "chunk": batch_size,  # views are drawn per chunk, so the chunk size is part of what they are
     }
 
 
@@ -123,10 +122,10 @@ def extract_features(encoder: Encoder, dataset: Dataset, *, resolution: int | No
         augment = get_recipe("twinturbo", resolution)[-1]
     if token_grid and encoder.token_dim is None:
         raise ValueError(f"encoder {encoder.name!r} has no tokens; use token_grid=0.")
-    base = base_spec(encoder, dataset, resolution, batch_size)
+    base = base_spec(encoder, dataset, resolution)
     specs = [{**base, "group": "plain", "views": 1}]
-    if views:
-        specs.append({**base, "group": "augmented", "views": views, "seed": seed, "augment": dataclasses.asdict(augment)})
+    if views:  # augmented views are drawn per chunk, so the chunk size is part of what they are
+        specs.append({**base, "group": "augmented", "views": views, "seed": seed, "augment": dataclasses.asdict(augment), "chunk": batch_size})
     root = Path(cache_dir or cache_root() / "features")
     label = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset.name}-{dataset.split}-{encoder.name}")  # hf:org/id has '/'
     folders = []
@@ -134,7 +133,7 @@ def extract_features(encoder: Encoder, dataset: Dataset, *, resolution: int | No
         key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
         folder = root / f"{label}-{spec['group']}-{key}"
         if not _serves(folder, token_grid):
-            _Extraction(encoder, dataset, {**spec, "token_grid": token_grid}, augment, folder, torch.device(device), progress).run()
+            _Extraction(encoder, dataset, {**spec, "token_grid": token_grid}, augment, folder, torch.device(device), progress, batch_size).run()
         folders.append(folder)
     return open_features(folders, keep_tokens=token_grid != 0)
 
@@ -180,9 +179,10 @@ def pool_tokens(tokens: torch.Tensor, grid: int | None) -> torch.Tensor:
 
 
 class _Extraction:
-    def __init__(self, encoder, dataset, spec, augment, folder, device, progress):
+    def __init__(self, encoder, dataset, spec, augment, folder, device, progress, batch_size):
         self.encoder, self.dataset, self.spec, self.augment = encoder, dataset, spec, augment
-        self.folder, self.batch_size, self.device, self.progress = folder, spec["chunk"], device, progress
+        self.folder, self.device, self.progress = folder, device, progress
+        self.batch_size = spec.get("chunk", batch_size)
 
     def run(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
