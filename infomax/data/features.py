@@ -4,8 +4,8 @@ Per image it stores view 0 (the plain view: centre resize to `resolution`) and K
 views drawn from `augment` (a ViewSpec; TwinTURBO's augmented view by default), the pooled
 vector and optionally the tokens pooled to a `token_grid` x `token_grid` grid. The plain view
 and the augmented views are two entries; each folder name is a hash of everything that changes
-its numbers (weights fingerprint, encoder config, the dataset's bytes, resolution, chunk size,
-and for augmented views the view spec, seed and K), so any change is a new entry.
+its numbers (weights fingerprint, encoder config, the dataset's bytes, resolution,
+and for augmented views the view spec, seed, K and chunk size), so any change is a new entry.
 
 Extraction is resumable: rows are written in chunks, and `progress.json` (replaced atomically
 after the chunk's data is flushed) records how many are done. Views of chunk c are drawn from
