@@ -59,6 +59,14 @@ def targets(results: dict, seconds: float) -> dict:
     return checks
 
 
+def _fmt(value) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {v:+.2f}" for k, v in value.items())
+    if isinstance(value, list):
+        return " vs ".join(f"{v:.2f}" for v in value)
+    return f"{value:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="cifar10")
@@ -66,23 +74,33 @@ def main() -> None:
     parser.add_argument("--labels", default="100,1000")
     parser.add_argument("--seeds", default="42,1337,3435")
     parser.add_argument("--work", default="runs/twinturbo-bench", help="run directories (finished runs are reused)")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the committed .json")
     args = parser.parse_args()
-    labels, seeds = [int(v) for v in args.labels.split(",")], [int(v) for v in args.seeds.split(",")]
-    base = FinetuneConfig(dataset=args.dataset, data_root=args.data_root, **SETTINGS)
-    work = Path(args.work) / args.dataset
-    summary = ablate(base, work, labels=labels, seeds=seeds)
-    checks = targets(summary["results"], summary["total_seconds"])
     stem = RESULTS / f"twinturbo_{args.dataset}"
-    shutil.copy(work / "ablation.png", f"{stem}.png")
-    facts = machine(torch.device("cpu"))
-    text = [f"# TwinTURBO ladder: {args.dataset}, frozen EfficientNet-Lite0 (ImageNet weights)", "",
-            f"{facts['cpu']}, {facts['torch_threads']} threads, {facts['date']}; labels {args.labels}, seeds {args.seeds}; "
-            f"features {summary['features_seconds'] / 60:.1f} min, everything {summary['total_seconds'] / 60:.1f} min. "
-            f"Settings: {json.dumps(SETTINGS)}. Rerun: `python benchmarks/twinturbo.py --dataset {args.dataset}`.", "",
-            (work / "ablation.md").read_text(), "", "## Targets", "", "| target | value | met |", "|---|---|---|"]
-    text += [f"| {name} ({c['target']}) | {json.dumps(c['value'], default=lambda v: round(v, 2)) if not isinstance(c['value'], float) else round(c['value'], 2)} | {'yes' if c['met'] else 'NO'} |" for name, c in checks.items()]
+    if not args.render_only:
+        labels, seeds = [int(v) for v in args.labels.split(",")], [int(v) for v in args.seeds.split(",")]
+        base = FinetuneConfig(dataset=args.dataset, data_root=args.data_root, **SETTINGS)
+        work = Path(args.work) / args.dataset
+        summary = ablate(base, work, labels=labels, seeds=seeds)
+        summary["targets"] = targets(summary["results"], summary["total_seconds"])
+        shutil.copy(work / "ablation.png", f"{stem}.png")
+        record = {"machine": machine(torch.device("cpu")), "settings": SETTINGS, **summary}
+        Path(f"{stem}.json").write_text(json.dumps(record, indent=1, default=str))
+    render(json.loads(Path(f"{stem}.json").read_text()), args.dataset, stem)
+
+
+def render(record: dict, dataset: str, stem: Path) -> None:
+    from infomax.engine.ablate import markdown_table
+
+    facts = record["machine"]
+    text = [f"# TwinTURBO ladder: {dataset}, frozen EfficientNet-Lite0 (ImageNet weights)", "",
+            f"{facts['cpu']}, {facts['torch_threads']} threads, {facts['date']}; labels {', '.join(record['results'])}, "
+            f"seeds {', '.join(map(str, record['seeds']))}; "
+            f"features {record['features_seconds'] / 60:.1f} min, everything {record['total_seconds'] / 60:.1f} min. "
+            f"Settings: `{json.dumps(record['settings'])}`. Rerun: `python benchmarks/twinturbo.py --dataset {dataset}`.", "",
+            markdown_table(record["results"], record["seeds"]), "", "## Targets", "", "| target | value | met |", "|---|---|---|"]
+    text += [f"| {name} ({c['target']}) | {_fmt(c['value'])} | {'yes' if c['met'] else 'NO'} |" for name, c in record["targets"].items()]
     Path(f"{stem}.md").write_text("\n".join(text) + "\n")
-    Path(f"{stem}.json").write_text(json.dumps({"machine": facts, "settings": SETTINGS, **summary, "targets": checks}, indent=1, default=str))
     print("\n".join(text))
 
 
