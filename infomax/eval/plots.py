@@ -185,9 +185,10 @@ def plot_marginals(z, path, *, labels=None, grid: int = 3, seed: int = 0, max_po
 
 
 def plot_tsne(z, labels, path, *, max_points: int = 2000, seed: int = 0, max_iter: int = 1000,
-              title: str = "t-SNE of the embeddings") -> Path:
+              title: str = "t-SNE of the embeddings", class_names: list[str] | None = None) -> Path:
     """2-D t-SNE (van der Maaten & Hinton, 2008; sklearn) of at most `max_points` rows drawn
-    with `seed`, after PCA to 50 dimensions; points coloured by class (`labels` may be None)."""
+    with `seed`, after PCA to 50 dimensions; points coloured by class (`labels` may be None),
+    the legend naming classes by `class_names[label]` when given."""
     from sklearn.decomposition import PCA
     from sklearn.manifold import TSNE
 
@@ -211,7 +212,8 @@ def plot_tsne(z, labels, path, *, max_points: int = 2000, seed: int = 0, max_ite
         points = ax.scatter(xy[:, 0], xy[:, 1], s=6, alpha=0.7, linewidths=0, **_colour_args(y, True))
         if len(classes) <= 20:
             handles = points.legend_elements(num=None)[0]
-            ax.legend(handles, [str(c) for c in classes], title="class", fontsize=7, loc="best", markerscale=0.8)
+            names = [class_names[int(c)] if class_names else str(c) for c in classes]
+            ax.legend(handles, names, title="class", fontsize=7, loc="best", markerscale=0.8)
         else:
             fig.colorbar(points, ax=ax, label="class index")
     ax.set(xlabel="t-SNE 1 (arbitrary units)", ylabel="t-SNE 2 (arbitrary units)",
@@ -221,7 +223,8 @@ def plot_tsne(z, labels, path, *, max_points: int = 2000, seed: int = 0, max_ite
     return save(fig, path)
 
 
-def plot_geometry(z, out_dir, *, labels=None, z_pair=None, seed: int = 0, tsne: bool = True) -> list[Path]:
+def plot_geometry(z, out_dir, *, labels=None, z_pair=None, seed: int = 0, tsne: bool = True,
+                  class_names: list[str] | None = None) -> list[Path]:
     """Every embedding figure above for one set of embeddings, into `out_dir` (a run's
     `plots/` folder, where `infomax.eval.report` finds them). Returns the written paths."""
     from . import geometry
@@ -239,7 +242,7 @@ def plot_geometry(z, out_dir, *, labels=None, z_pair=None, seed: int = 0, tsne: 
     if x.shape[1] >= 2:
         written.append(plot_marginals(x, out_dir / "marginals_2d.png", labels=labels, seed=seed))
     if tsne and x.shape[0] >= 5:
-        written.append(plot_tsne(x, labels, out_dir / "tsne.png", seed=seed))
+        written.append(plot_tsne(x, labels, out_dir / "tsne.png", seed=seed, class_names=class_names))
     return written
 
 

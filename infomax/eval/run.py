@@ -94,6 +94,6 @@ def analyze(encoder: str, dataset: str, out: Path, *, split: str = "test", data_
     z, labels, z_pair = z[rows], labels[rows], z_pair[rows]
     table = geometry_table(z, labels, z_pair)
     rundir.write_json(out / "metrics.json", table)
-    plot_geometry(z, out / "plots", labels=labels, z_pair=z_pair)
+    plot_geometry(z, out / "plots", labels=labels, z_pair=z_pair, class_names=features.classes)
     write_report([out], out / "report.html", title=f"Representation geometry: {encoder} on {dataset}/{split}")
     return table
