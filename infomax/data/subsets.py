@@ -43,16 +43,20 @@ def per_class_counts(labels: np.ndarray, total: int | None = None, per_class: in
 
 def balanced_subset(labels, total: int | None = None, *, per_class: int | None = None,
                     fraction: float | None = None, seed: int = 0) -> np.ndarray:
-    """Sorted indices of a class-balanced subset of `labels` (ignoring unlabelled, -1)."""
+    """Sorted indices of a class-balanced subset of `labels` (ignoring unlabelled, -1).
+
+    One permutation of all rows is drawn from `seed` and each class keeps its first rows in
+    that order, so for one seed a smaller subset is contained in every larger one.
+    """
     labels = np.asarray(labels)
     counts = per_class_counts(labels, total, per_class, fraction, seed)
-    rng = np.random.default_rng(seed)
+    order = np.random.default_rng(seed).permutation(len(labels))
     chosen = []
     for c, n in zip(np.unique(labels[labels >= 0]), counts):
-        members = np.flatnonzero(labels == c)
+        members = order[labels[order] == c]
         if len(members) < n:
             raise ValueError(f"class {c} has {len(members)} images but {n} were asked for; ask for fewer labels.")
-        chosen.append(rng.choice(members, size=n, replace=False))
+        chosen.append(members[:n])
     return np.sort(np.concatenate(chosen))
 
 

@@ -4,7 +4,8 @@ A labelled subset takes the same number of images from every class (TwinTURBO's 
 1000 labelled images, `papers/twinturbo.txt` §3; the 1 % / 10 % ImageNet subsets of
 MIRA §4.2 and E2MC §4). `balanced_subset` draws one permutation of all rows from the
 seed and keeps, per class, the first rows in that order: the same seed always gives the
-same subset, and for one seed a smaller subset is contained in every larger one.
+same subset, and for one seed a smaller subset is contained in every larger one. The drawing
+itself is `infomax.data.subsets.balanced_subset`; this module adds the per-class rounding.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Sequence
 
 import torch
 
+from ..data import subsets
 from .knn import weighted_knn
 from .linear import linear_probe
 
@@ -49,7 +51,7 @@ def balanced_subset(labels, per_class: int | None = None, fraction: float | None
     `per_class`, or round(fraction * N / C) (half up, at least 1) with N the rows labelled
     >= 0; negative labels (-1: unlabelled) are never drawn. A class with fewer rows than
     that is a ValueError naming it. Pure: the result depends only on the labels, the
-    count and `seed` (a private torch.Generator), and is returned on the labels' device.
+    count and `seed`, and is returned on the labels' device.
     """
     labels = _as_labels(labels)
     labelled = torch.nonzero(labels.cpu() >= 0).squeeze(1)
@@ -63,11 +65,8 @@ def balanced_subset(labels, per_class: int | None = None, fraction: float | None
         c, n = int(classes[short][0]), int(counts[short][0])
         raise ValueError(f"class {c} has only {n} images but {take} per class were asked for; "
                          f"lower `per_class`/`fraction` or drop classes with fewer than {take} images.")
-    order = torch.randperm(values.numel(), generator=torch.Generator().manual_seed(seed))
-    grouped = order[torch.argsort(values[order], stable=True)]  # by class, random order within each
-    starts = torch.cumsum(counts, 0) - counts
-    rank = torch.arange(values.numel()) - torch.repeat_interleave(starts, counts)
-    return labelled[grouped[rank < take]].sort().values.to(labels.device)
+    chosen = subsets.balanced_subset(labels.cpu().numpy(), per_class=take, seed=seed)  # the one drawing rule
+    return torch.from_numpy(chosen).to(labels.device)
 
 
 def few_label_accuracy(
