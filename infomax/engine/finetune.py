@@ -173,7 +173,8 @@ class Trainer:
         head = self.optimisers["head"]
         head.zero_grad(set_to_none=True)
         terms["total"].backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.method.head.parameters(), math.inf)
+        logging = (self.step + 1) % self.config.log_every == 0 or self.step + 1 == self.total_steps
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.method.head.parameters(), math.inf) if logging else None
         head.step()
         if "critic" in self.optimisers:
             critic = self.optimisers["critic"]
@@ -182,11 +183,11 @@ class Trainer:
             terms["discriminator"].backward()
             critic.step()
         self.step += 1
-        if self.step % self.config.log_every == 0 or self.step == self.total_steps:
+        if logging:
             record = {"step": self.step, "lr": self.config.lr * factor, "grad_norm": float(grad_norm)}
             record.update({f"loss/{k}": float(v.detach()) for k, v in terms.items()})
             rundir.log_metrics(self.out, record)
-        self.last_terms = {k: float(v.detach()) for k, v in terms.items()}
+        self.last_terms = {k: v.detach() for k, v in terms.items()}  # read once, at the end
 
     @torch.no_grad()
     def predict(self, features: Features, rows: np.ndarray | None = None) -> torch.Tensor:
@@ -206,7 +207,7 @@ class Trainer:
         if len(self.prepared.validation):
             val = self.predict(train, self.prepared.validation).argmax(1).numpy()
             metrics["val_top1"] = 100 * float((val == train.labels[self.prepared.validation]).mean())
-        metrics.update({f"last/{k}": v for k, v in getattr(self, "last_terms", {}).items()})
+        metrics.update({f"last/{k}": float(v) for k, v in getattr(self, "last_terms", {}).items()})
         metrics.update({"labelled": len(self.labelled), "unlabelled": len(self.unlabelled), "steps": self.step,
                         "train_seconds": round(getattr(self, "seconds", 0.0), 2)})
         return metrics
