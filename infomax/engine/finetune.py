@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,6 +151,7 @@ class Trainer:
             rundir.truncate_log(self.out, self.step)
         save_subset(self.out / "labelled.json", self.labelled, self.prepared.train.labels, dataset=self.config.dataset, split="train", seed=self.config.seed)
         started = time.perf_counter()
+        self._progress = (started, started, self.step)  # (start, last shown, step at start)
         per_epoch = len(self.sampler)
         while self.step < self.total_steps:
             epoch, skip = divmod(self.step, per_epoch)
@@ -187,7 +189,20 @@ class Trainer:
             record = {"step": self.step, "lr": self.config.lr * factor, "grad_norm": float(grad_norm)}
             record.update({f"loss/{k}": float(v.detach()) for k, v in terms.items()})
             rundir.log_metrics(self.out, record)
+            self._show_progress(record["loss/total"])
         self.last_terms = {k: v.detach() for k, v in terms.items()}  # read once, at the end
+
+    def _show_progress(self, loss: float) -> None:
+        """One line of step, loss, rate and ETA to stderr, at most every 5 seconds."""
+        now = time.perf_counter()
+        started, shown, first_step = self._progress
+        if now - shown < 5 and self.step != self.total_steps:
+            return
+        rate = (self.step - first_step) / max(now - started, 1e-9)
+        eta = (self.total_steps - self.step) / max(rate, 1e-9)
+        print(f"[finetune] step {self.step}/{self.total_steps}, loss {loss:.4f}, {rate:.1f} steps/s, ETA {eta:.0f}s",
+              file=sys.stderr, flush=True)
+        self._progress = (started, now, first_step)
 
     @torch.no_grad()
     def predict(self, features: Features, rows: np.ndarray | None = None) -> torch.Tensor:
