@@ -120,6 +120,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-root", metavar="DIR")
     for name, kind in (("lr", float), ("epochs", int), ("batch-size", int), ("resolution", int), ("views", int), ("token-grid", int)):
         p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind)
+    for term in ("critic", "latent", "augment"):
+        p.add_argument(f"--{term}", type=float, metavar="WEIGHT", help=f"weight of the {term} term (0 turns it off)")
     p.add_argument("--out", required=True, metavar="DIR")
 
 
@@ -133,12 +135,12 @@ def add_finetune(verbs) -> None:
     p = verbs.add_parser("finetune", help="TwinTURBO on a frozen backbone with few labels")
     add_training_options(p)
     p.add_argument("--labels", type=int, default=100, help="labelled images, balanced over classes (default 100)")
+    p.add_argument("--labels-file", dest="labels_file", metavar="CSV",
+                   help="`image,class` lines (training-split row, class name or id) instead of a balanced draw")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--method", choices=["twinturbo", "fixmatch"])
     p.add_argument("--task-loss", dest="task_loss", choices=["cat-cross", "cat-twin", "bin-cross"])
     p.add_argument("--rescale", choices=["softmax", "sigmoid"])
-    for term in ("critic", "latent", "augment"):
-        p.add_argument(f"--{term}", type=float, metavar="WEIGHT", help=f"weight of the {term} term (0 turns it off)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
     p.set_defaults(handler=_finetune)

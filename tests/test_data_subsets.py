@@ -70,3 +70,39 @@ def test_dual_sampler_rejects_empty_parts():
         DualSampler(np.arange(5), np.array([], dtype=int), LABELS, 2)
     with pytest.raises(ValueError, match="batch_size"):
         DualSampler(np.arange(5), np.arange(2), LABELS, 10)
+
+
+CLASSES = ["cat", "dog", "frog"]
+
+
+def test_labels_file_reads_names_ids_header_and_comments(tmp_path):
+    from infomax.data.subsets import read_labels_file
+
+    path = tmp_path / "labels.csv"
+    path.write_text("image,class\n# a comment\n7,frog\n2, cat\n\n5,1\n")
+    rows, labels = read_labels_file(path, CLASSES, 10)
+    assert rows.tolist() == [2, 5, 7] and labels.tolist() == [0, 1, 2]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("1,cat\n2,dog\n3,horse\n", "line 3: unknown class 'horse'; the classes are"),
+    ("1,cat\n2,dog\n30,frog\n", "line 3: image '30' is not in the split"),
+    ("1,cat\n2,dog\nx.png,frog\n", "image 'x.png' is not in the split"),
+    ("1,cat\n2,dog\n3\n", "expected `image,class`"),
+    ("1,cat\n2,dog\n", r"classes \['frog'\] without a labelled image"),
+    ("1,cat\n2,dog\n3,frog\n1,dog\n", r"images \[1\] are listed more than once"),
+])
+def test_labels_file_errors_name_the_line_and_the_fix(tmp_path, text, message):
+    from infomax.data.subsets import read_labels_file
+
+    path = tmp_path / "labels.csv"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        read_labels_file(path, CLASSES, 10)
+
+
+def test_missing_labels_file_is_named(tmp_path):
+    from infomax.data.subsets import read_labels_file
+
+    with pytest.raises(FileNotFoundError, match="nope.csv does not exist"):
+        read_labels_file(tmp_path / "nope.csv", CLASSES, 10)

@@ -105,3 +105,19 @@ def test_ablation_ladder_table_chart_and_rerun_skips_finished_runs(backbone, tmp
     monkeypatch.setattr(ablate_module, "finetune", lambda *a, **k: (_ for _ in ()).throw(AssertionError("retrained")))
     again = ablate_module.ablate(base, tmp_path / "ladder", labels=(20,), seeds=(1, 2), rungs=rungs, progress=False)
     assert again["results"] == summary["results"]
+
+
+def test_labels_file_chooses_the_labelled_images_and_leaves_validation(backbone, tmp_path):
+    train = load_dataset("digits", "train")
+    rows = [int(np.flatnonzero(train.labels == c)[i]) for c in range(10) for i in range(2)]
+    given = [(c + 1) % 10 if r == rows[0] else c for r, c in zip(rows, np.repeat(np.arange(10), 2))]  # one relabelled image
+    names = train.classes
+    (tmp_path / "labels.csv").write_text("image,class\n" + "".join(f"{r},{names[c]}\n" for r, c in zip(rows, given)))
+    config = _config(backbone, labels_file=str(tmp_path / "labels.csv"))
+    trainer = finetune_module.Trainer(config, finetune_module.prepare_features(config, progress=False), tmp_path / "run")
+    assert sorted(trainer.labelled.tolist()) == sorted(rows)
+    assert trainer.labels[rows[0]] == given[0] != train.labels[rows[0]]
+    assert not set(rows) & set(trainer.validation.tolist()) and not set(rows) & set(trainer.unlabelled.tolist())
+    (tmp_path / "bad.csv").write_text("0,eleven\n")
+    with pytest.raises(ValueError, match="unknown class 'eleven'"):
+        finetune(_config(backbone, labels_file=str(tmp_path / "bad.csv")), tmp_path / "bad", report=False)

@@ -81,6 +81,50 @@ def load_subset(path: Path, labels: np.ndarray) -> np.ndarray:
     return indices
 
 
+def read_labels_file(path, classes: list[str], num_images: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, labels) from a CSV of `image,class` lines, checked against the split it labels.
+
+    `image` is a row of the training split (0-based, in the order `infomax data check` counts
+    them); `class` is a class name or its integer id. A header line `image,class` is allowed,
+    blank lines and lines starting with # are skipped. Every class needs at least one image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"labels file {path} does not exist; write one `image,class` line per labelled image.")
+    ids = {name: i for i, name in enumerate(classes)}
+    rows, labels, problems = [], [], []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#") or (number == 1 and line.replace(" ", "").lower() == "image,class"):
+            continue
+        parts = [part.strip() for part in line.split(",")]
+        if len(parts) != 2:
+            problems.append(f"line {number}: expected `image,class`, got {line!r}")
+            continue
+        image, name = parts
+        label = ids.get(name, int(name) if name.isdigit() and int(name) < len(classes) else None)
+        if not image.isdigit() or int(image) >= num_images:
+            problems.append(f"line {number}: image {image!r} is not in the split (rows 0..{num_images - 1})")
+        elif label is None:
+            problems.append(f"line {number}: unknown class {name!r}; the classes are {classes}")
+        else:
+            rows.append(int(image))
+            labels.append(label)
+    if problems:
+        shown = "\n  ".join(problems[:10]) + (f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else "")
+        raise ValueError(f"labels file {path}:\n  {shown}")
+    rows_array, labels_array = np.asarray(rows, dtype=np.int64), np.asarray(labels, dtype=np.int64)
+    values, counts = np.unique(rows_array, return_counts=True)
+    repeated = values[counts > 1]
+    if len(repeated):
+        raise ValueError(f"labels file {path}: images {repeated[:10].tolist()} are listed more than once; keep one line each.")
+    missing = [classes[c] for c in range(len(classes)) if c not in set(labels)]
+    if missing:
+        raise ValueError(f"labels file {path}: {len(rows)} labels leave classes {missing} without a labelled image; "
+                         f"label at least one image of each of the {len(classes)} classes.")
+    order = np.argsort(rows_array)
+    return rows_array[order], labels_array[order]
+
 class DualSampler:
     """Batches of (unlabelled indices, labelled indices, same-class partners of the labelled).
 

@@ -25,7 +25,7 @@ import torch
 from .._validate import checks
 from ..data.dataset import load_dataset
 from ..data.features import Features, extract_features
-from ..data.subsets import DualSampler, balanced_subset, save_subset
+from ..data.subsets import DualSampler, balanced_subset, read_labels_file, save_subset
 from ..methods.fixmatch import FixMatch
 from ..methods.twinturbo import TwinTurbo, TwinTurboHead, TwinTurboLoss
 from . import rundir
@@ -40,6 +40,7 @@ class FinetuneConfig:
     dataset: str = "cifar10"
     data_root: str | None = None
     labels: int = 100
+    labels_file: str | None = None  # `image,class` lines; replaces the balanced draw of `labels`
     seed: int = 42
     method: str = "twinturbo"  # or "fixmatch"
     task_loss: str = "bin-cross"
@@ -117,9 +118,9 @@ def warmup_factor(step: int, warmup_steps: int, start: float) -> float:
 class Trainer:
     def __init__(self, config: FinetuneConfig, prepared: Prepared, out: Path):
         self.config, self.prepared, self.out = config, prepared, out
-        labels = prepared.train.labels
-        self.labelled = prepared.pool[balanced_subset(labels[prepared.pool], config.labels, seed=config.seed)]
+        self.labels, self.labelled, self.validation = self._labelled_subset(config, prepared)
         self.unlabelled = np.setdiff1d(prepared.pool, self.labelled)
+        labels = self.labels
         batch = min(config.batch_size, len(self.unlabelled))
         self.sampler = DualSampler(self.unlabelled, self.labelled, labels, batch, seed=config.seed)
         torch.manual_seed(config.seed)
@@ -133,12 +134,24 @@ class Trainer:
             self.optimisers["critic"] = torch.optim.AdamW(self.method.discriminator.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         self.step, self.total_steps = 0, config.epochs * len(self.sampler)
 
+    @staticmethod
+    def _labelled_subset(config: FinetuneConfig, prepared: Prepared) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(labels of the training split, labelled rows, validation rows): a seeded balanced draw from
+        the pool, or the user's labels file, whose labels win and whose images leave validation."""
+        labels = prepared.train.labels
+        if not config.labels_file:
+            return labels, prepared.pool[balanced_subset(labels[prepared.pool], config.labels, seed=config.seed)], prepared.validation
+        rows, given = read_labels_file(config.labels_file, prepared.train.classes, len(labels))
+        labels = labels.copy()
+        labels[rows] = given
+        return labels, rows, np.setdiff1d(prepared.validation, rows)
+
     def rows(self, index: np.ndarray, view: int) -> tuple[torch.Tensor | None, torch.Tensor]:
         return self.prepared.train.load(index, view)
 
     def batch(self, unlabelled: np.ndarray, labelled: np.ndarray, partners: np.ndarray) -> dict:
         features = self.prepared.train
-        batch = {"labels": torch.from_numpy(features.labels[labelled])}
+        batch = {"labels": torch.from_numpy(self.labels[labelled])}
         augmented_view = 1 + self.step % max(features.num_views - 1, 1) if features.num_views > 1 else 0
         for name, index, view in (("labelled", labelled, 0), ("paired", partners, 0), ("unlabelled", unlabelled, 0), ("augmented", unlabelled, augmented_view)):
             batch[f"{name}_tokens"], batch[f"{name}_pooled"] = self.rows(index, view)
@@ -149,7 +162,7 @@ class Trainer:
             counters = load_training_state(self.out / STATE, {"method": self.method}, self.optimisers)
             self.step = counters["step"]
             rundir.truncate_log(self.out, self.step)
-        save_subset(self.out / "labelled.json", self.labelled, self.prepared.train.labels, dataset=self.config.dataset, split="train", seed=self.config.seed)
+        save_subset(self.out / "labelled.json", self.labelled, self.labels, dataset=self.config.dataset, split="train", seed=self.config.seed)
         started = time.perf_counter()
         self._progress = (started, started, self.step)  # (start, last shown, step at start)
         per_epoch = len(self.sampler)
@@ -181,7 +194,7 @@ class Trainer:
         if "critic" in self.optimisers:
             critic = self.optimisers["critic"]
             critic.zero_grad(set_to_none=True)
-            terms["discriminator"] = self.method.critic_loss(batch)
+            terms["discriminator"] = self.method.critic_loss(batch, fakes=self.method.last_fakes)
             terms["discriminator"].backward()
             critic.step()
         self.step += 1
@@ -219,9 +232,9 @@ class Trainer:
         for c, name in enumerate(test.classes):
             members = truth == c
             metrics[f"test_class/{name}"] = 100 * float((predicted[members] == c).mean()) if members.any() else float("nan")
-        if len(self.prepared.validation):
-            val = self.predict(train, self.prepared.validation).argmax(1).numpy()
-            metrics["val_top1"] = 100 * float((val == train.labels[self.prepared.validation]).mean())
+        if len(self.validation):
+            val = self.predict(train, self.validation).argmax(1).numpy()
+            metrics["val_top1"] = 100 * float((val == train.labels[self.validation]).mean())
         metrics.update({f"last/{k}": float(v) for k, v in getattr(self, "last_terms", {}).items()})
         metrics.update({"labelled": len(self.labelled), "unlabelled": len(self.unlabelled), "steps": self.step,
                         "train_seconds": round(getattr(self, "seconds", 0.0), 2)})
