@@ -225,3 +225,14 @@ def test_fixmatch_method_on_the_head():
     assert terms["mask_rate"].item() == 0
     FixMatch(small_head(), FixMatchLoss(threshold=0.0)).head_loss(batch)["total"].backward()
     assert batch["unlabelled_pooled"].grad is None and batch["augmented_pooled"].grad.abs().sum() > 0
+
+
+def test_critic_step_on_the_head_steps_fakes_equals_a_fresh_forward():
+    model = TwinTurbo(small_head(), TwinTurboLoss(lambda_critic=1.0)).eval()
+    batch = make_batch()
+    model.head_loss(batch)
+    torch.manual_seed(0)  # the uniform prior draws its real samples
+    reused = model.critic_loss(batch, fakes=model.last_fakes)
+    torch.manual_seed(0)
+    torch.testing.assert_close(reused, model.critic_loss(batch))
+    assert model.last_fakes.requires_grad is False

@@ -215,8 +215,9 @@ class TwinTurbo(nn.Module):
     The discriminator is applied there with detached parameters (functional_call), so
     the generator term's gradient flows through D into the head but leaves every
     D parameter's `.grad` untouched: one optimiser over all parameters is safe.
-    Critic step: minimise `critic_loss(batch)` (minus Eq. 26) over D's parameters; the
-    fakes come from a no-grad head forward, so no gradient reaches the head.
+    Critic step: minimise `critic_loss(batch, fakes=last_fakes)` (minus Eq. 26) over D's
+    parameters; the fakes are the head step's detached logits (or a no-grad head forward),
+    so no gradient reaches the head.
     Batch keys: labelled_{tokens,pooled}, labels; unlabelled_{tokens,pooled} (critic,
     augment); augmented_{tokens,pooled} (augment); paired_{tokens,pooled}: another
     labelled image of the same class per labelled image (latent). *_tokens may be
@@ -227,6 +228,7 @@ class TwinTurbo(nn.Module):
         super().__init__()
         self.head, self.settings = head, settings or TwinTurboLoss()
         self.discriminator = Discriminator(head.num_classes, disc_width)
+        self.last_fakes: torch.Tensor | None = None  # head_loss's unlabelled logits, detached
 
     def rescale(self, logits: torch.Tensor) -> torch.Tensor:
         """sigma of Eq. 8 (softmax) or Eq. 9 (sigmoid). With sigmoid, the discriminator sees the
@@ -263,6 +265,7 @@ class TwinTurbo(nn.Module):
             z_unl, logits_unl = encode_view(self.head, batch, "unlabelled", "the critic and augment terms")
         if s.lambda_critic > 0:
             terms["critic"] = self._critic_terms(logits_unl, batch, frozen=True)["generator"]  # Eq. 26
+            self.last_fakes = logits_unl.detach()
         if s.lambda_latent > 0:
             with torch.no_grad():  # z* is a stop-gradient target (Eq. 27)
                 z_pair, _ = encode_view(self.head, batch, "paired", "the latent term (lambda_latent > 0)")
@@ -283,11 +286,15 @@ class TwinTurbo(nn.Module):
             z_aug, _ = encode_view(self.head, batch, "augmented", needed)
         return latent_nce(z_plain, z_aug)
 
-    def critic_loss(self, batch: dict) -> torch.Tensor:
-        """Minus Eq. 26 for the discriminator's step, with the fakes sigma(logits) detached."""
-        with torch.no_grad():
-            _, logits = encode_view(self.head, batch, "unlabelled", "the critic step")
-        return self._critic_terms(logits, batch, frozen=False)["discriminator"]
+    def critic_loss(self, batch: dict, fakes: torch.Tensor | None = None) -> torch.Tensor:
+        """Minus Eq. 26 for the discriminator's step, with the fakes sigma(logits) detached.
+
+        `fakes`: the unlabelled logits the head step just computed (`last_fakes`), which saves
+        a head forward; by default the head is run again without gradient."""
+        if fakes is None:
+            with torch.no_grad():
+                _, fakes = encode_view(self.head, batch, "unlabelled", "the critic step")
+        return self._critic_terms(fakes.detach(), batch, frozen=False)["discriminator"]
 
     @torch.no_grad()
     def predict(self, tokens: torch.Tensor | None, pooled: torch.Tensor) -> torch.Tensor:
