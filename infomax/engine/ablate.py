@@ -22,15 +22,25 @@ from . import rundir
 from .finetune import FinetuneConfig, finetune, prepare_features
 
 OFF = {"critic": 0.0, "latent": 0.0, "augment": 0.0}
-LADDER = (
-    ("cat-cross softmax", {"task_loss": "cat-cross", "rescale": "softmax", **OFF}),
-    ("cat-twin softmax", {"task_loss": "cat-twin", "rescale": "softmax", **OFF}),
-    ("cat-twin sigmoid", {"task_loss": "cat-twin", "rescale": "sigmoid", **OFF}),
-    ("bin-cross sigmoid", {"task_loss": "bin-cross", "rescale": "sigmoid", **OFF}),
-    ("+critic", {"task_loss": "bin-cross", "rescale": "sigmoid", **OFF, "critic": 0.001}),
-    ("+latent", {"task_loss": "bin-cross", "rescale": "sigmoid", **OFF, "critic": 0.001, "latent": 0.1}),
-    ("+augment", {"task_loss": "bin-cross", "rescale": "sigmoid", "critic": 0.001, "latent": 0.1, "augment": 0.1}),
-)
+RUNGS = ("cat-cross softmax", "cat-twin softmax", "cat-twin sigmoid", "bin-cross sigmoid", "+critic", "+latent", "+augment")
+
+
+def ladder(base: FinetuneConfig) -> list[tuple[str, dict]]:
+    """The rungs as (name, config overrides); the critic/latent/augment rungs switch on the base
+    config's weights one at a time (the paper fixes them per dataset, Fig. 2 caption)."""
+    weights = {"critic": base.critic, "latent": base.latent, "augment": base.augment}
+    bin_cross = {"task_loss": "bin-cross", "rescale": "sigmoid"}
+    return [
+        ("cat-cross softmax", {"task_loss": "cat-cross", "rescale": "softmax", **OFF}),
+        ("cat-twin softmax", {"task_loss": "cat-twin", "rescale": "softmax", **OFF}),
+        ("cat-twin sigmoid", {"task_loss": "cat-twin", "rescale": "sigmoid", **OFF}),
+        ("bin-cross sigmoid", {**bin_cross, **OFF}),
+        ("+critic", {**bin_cross, **OFF, "critic": weights["critic"]}),
+        ("+latent", {**bin_cross, **OFF, "critic": weights["critic"], "latent": weights["latent"]}),
+        ("+augment", {**bin_cross, **weights}),
+    ]
+
+
 BASELINES = ("logistic regression", "weighted kNN", "FixMatch")
 
 
@@ -62,12 +72,12 @@ def ablate(base: FinetuneConfig, out: Path, labels=(100, 1000), seeds=(42, 1337,
     started = time.perf_counter()
     prepared = prepare_features(base, progress=progress)
     features_seconds = time.perf_counter() - started
-    ladder = [r for r in LADDER if rungs is None or r[0] in rungs]
+    rungs_to_run = [r for r in ladder(base) if rungs is None or r[0] in rungs]
     results: dict[str, dict[str, list[float]]] = {}
     for count in labels:
         table = results.setdefault(str(count), {})
         for seed in seeds:
-            for name, overrides in ladder:
+            for name, overrides in rungs_to_run:
                 config = dataclasses.replace(base, labels=count, seed=seed, **overrides)
                 metrics = _one(config, out / str(count) / _slug(name) / f"seed{seed}", prepared)
                 table.setdefault(name, []).append(metrics["test_top1"])
