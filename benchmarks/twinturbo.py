@@ -33,10 +33,19 @@ from infomax.engine.finetune import FinetuneConfig  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # CPU-sized head: no token block (token_grid=0: the head sees the pooled 1280-d vector, which is
-# the mean of the tokens), latent 512, predictor hidden 128. The plain view is shared with
-# benchmarks/cifar10_analysis.py through the feature cache.
+# the mean of the tokens), latent 512, predictor hidden 128. The plain CIFAR-10 view is shared
+# with benchmarks/cifar10_analysis.py through the feature cache. Fashion-MNIST's 28x28 images
+# are read at 64 px (4x cheaper features than 128 px). The loss weights were chosen on the
+# validation split of CIFAR-10 (benchmarks/twinturbo_sweep.py, results/twinturbo_sweep_cifar10.md)
+# and are used unchanged for Fashion-MNIST.
 SETTINGS = dict(backbone="efficientnet-lite0", resolution=128, token_grid=0, latent_dim=512, hidden_dim=128,
                 lr=3e-4, epochs=5, batch_size=512, warmup_steps=150)
+WEIGHTS = dict(critic=10.0, latent=1.0, augment=10.0)
+RESOLUTION = {"cifar10": 128, "fashion-mnist": 64}
+
+
+def settings(dataset: str) -> dict:
+    return {**SETTINGS, "resolution": RESOLUTION.get(dataset, SETTINGS["resolution"])}
 
 
 def targets(results: dict, seconds: float) -> dict:
@@ -79,12 +88,12 @@ def main() -> None:
     stem = RESULTS / f"twinturbo_{args.dataset}"
     if not args.render_only:
         labels, seeds = [int(v) for v in args.labels.split(",")], [int(v) for v in args.seeds.split(",")]
-        base = FinetuneConfig(dataset=args.dataset, data_root=args.data_root, **SETTINGS)
+        base = FinetuneConfig(dataset=args.dataset, data_root=args.data_root, **settings(args.dataset), **WEIGHTS)
         work = Path(args.work) / args.dataset
         summary = ablate(base, work, labels=labels, seeds=seeds)
         summary["targets"] = targets(summary["results"], summary["total_seconds"])
         shutil.copy(work / "ablation.png", f"{stem}.png")
-        record = {"machine": machine(torch.device("cpu")), "settings": SETTINGS, **summary}
+        record = {"machine": machine(torch.device("cpu")), "settings": {**settings(args.dataset), **WEIGHTS}, **summary}
         Path(f"{stem}.json").write_text(json.dumps(record, indent=1, default=str))
     render(json.loads(Path(f"{stem}.json").read_text()), args.dataset, stem)
 

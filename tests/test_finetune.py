@@ -107,6 +107,15 @@ def test_ablation_ladder_table_chart_and_rerun_skips_finished_runs(backbone, tmp
     assert again["results"] == summary["results"]
 
 
+def test_ladder_switches_on_the_base_weights_one_rung_at_a_time():
+    from infomax.engine.ablate import RUNGS, ladder
+
+    rungs = dict(ladder(FinetuneConfig(critic=10.0, latent=1.0, augment=3.0)))
+    assert tuple(rungs) == RUNGS
+    weights = [(r["critic"], r["latent"], r["augment"]) for r in rungs.values()]
+    assert weights == [(0, 0, 0)] * 4 + [(10.0, 0, 0), (10.0, 1.0, 0), (10.0, 1.0, 3.0)]
+    assert rungs["cat-cross softmax"]["task_loss"] == "cat-cross" and rungs["+augment"]["task_loss"] == "bin-cross"
+
 def test_labels_file_chooses_the_labelled_images_and_leaves_validation(backbone, tmp_path):
     train = load_dataset("digits", "train")
     rows = [int(np.flatnonzero(train.labels == c)[i]) for c in range(10) for i in range(2)]
