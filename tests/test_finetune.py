@@ -23,7 +23,8 @@ def backbone(tmp_path, monkeypatch):
 
 def _config(encoder, **overrides):
     settings = dict(backbone=encoder, dataset="digits", labels=30, resolution=16, epochs=3, batch_size=128,
-                    warmup_steps=4, lr=3e-3, token_grid=2, token_width=16, latent_dim=64, hidden_dim=32, log_every=2)
+                    warmup_steps=4, lr=3e-3, token_grid=2, token_width=16, latent_dim=64, hidden_dim=32, log_every=2,
+                    critic=0.001, latent=0.1, augment=0.1)  # the paper's SVHN weights: a random ConvNet is no CIFAR
     return FinetuneConfig(**{**settings, **overrides})
 
 
