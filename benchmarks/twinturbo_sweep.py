@@ -29,6 +29,7 @@ GRID = {
     "cat-cross softmax": {"task_loss": "cat-cross", "rescale": "softmax"},
     "FixMatch (reference)": {"method": "fixmatch"},
     "bin-cross": {},
+    "paper SVHN weights: critic 0.001, latent 0.1, augment 0.1": {"critic": 0.001, "latent": 0.1, "augment": 0.1},
     **{f"critic {w:g}": {"critic": w} for w in (0.001, 0.1, 1.0, 3.0, 10.0)},
     **{f"critic 1, latent {w:g}": {"critic": 1.0, "latent": w} for w in (0.1, 1.0)},
     **{f"critic 1, augment {w:g}": {"critic": 1.0, "augment": w} for w in (0.1, 1.0, 10.0)},
