@@ -106,6 +106,8 @@ def test_zero_weights_skip_terms_and_their_inputs():
     model = TwinTurbo(small_head(), TwinTurboLoss(lambda_critic=0, lambda_latent=0, lambda_augment=0))
     terms = model.head_loss(batch)
     assert set(terms) == {"task", "total"} and torch.equal(terms["total"], terms["task"])
+    assert model.views == ("labelled",)  # the loop loads nothing else
+    assert TwinTurbo(small_head(), TwinTurboLoss(lambda_critic=1.0, lambda_latent=0, lambda_augment=0)).views == ("labelled", "unlabelled")
     with pytest.raises(ValueError, match="paired"):
         TwinTurbo(small_head(), TwinTurboLoss(lambda_critic=0, lambda_augment=0)).head_loss(batch)
     with pytest.raises(ValueError, match="unlabelled"):

@@ -118,7 +118,7 @@ def read_labels_file(path, classes: list[str], num_images: int) -> tuple[np.ndar
     repeated = values[counts > 1]
     if len(repeated):
         raise ValueError(f"labels file {path}: images {repeated[:10].tolist()} are listed more than once; keep one line each.")
-    missing = [classes[c] for c in range(len(classes)) if c not in set(labels)]
+    missing = [classes[c] for c in sorted(set(range(len(classes))) - set(labels))]
     if missing:
         raise ValueError(f"labels file {path}: {len(rows)} labels leave classes {missing} without a labelled image; "
                          f"label at least one image of each of the {len(classes)} classes.")

@@ -123,9 +123,8 @@ class Trainer:
         self.config, self.prepared, self.out = config, prepared, out
         self.labels, self.labelled, self.validation = self._labelled_subset(config, prepared)
         self.unlabelled = np.setdiff1d(prepared.pool, self.labelled)
-        labels = self.labels
         batch = min(config.batch_size, len(self.unlabelled))
-        self.sampler = DualSampler(self.unlabelled, self.labelled, labels, batch, seed=config.seed)
+        self.sampler = DualSampler(self.unlabelled, self.labelled, self.labels, batch, seed=config.seed)
         torch.manual_seed(config.seed)
         self.method = build_method(config, prepared.train.token_dim, prepared.train.dim, len(prepared.train.classes))
         if config.standardise:
@@ -156,8 +155,9 @@ class Trainer:
         features = self.prepared.train
         batch = {"labels": torch.from_numpy(self.labels[labelled])}
         augmented_view = 1 + self.step % max(features.num_views - 1, 1) if features.num_views > 1 else 0
-        for name, index, view in (("labelled", labelled, 0), ("paired", partners, 0), ("unlabelled", unlabelled, 0), ("augmented", unlabelled, augmented_view)):
-            batch[f"{name}_tokens"], batch[f"{name}_pooled"] = self.rows(index, view)
+        sources = {"labelled": (labelled, 0), "paired": (partners, 0), "unlabelled": (unlabelled, 0), "augmented": (unlabelled, augmented_view)}
+        for name in self.method.views:  # only what the method's active terms read
+            batch[f"{name}_tokens"], batch[f"{name}_pooled"] = self.rows(*sources[name])
         return batch
 
     def train(self, resume: bool) -> None:

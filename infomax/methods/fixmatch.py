@@ -58,6 +58,8 @@ class FixMatch(nn.Module):
         super().__init__()
         self.head, self.settings = head, settings or FixMatchLoss()
 
+    views = ("labelled", "unlabelled", "augmented")  # what head_loss reads
+
     def head_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """FixMatch terms for one dual minibatch; minimise "total"."""
         if batch.get("labels") is None:

@@ -230,6 +230,14 @@ class TwinTurbo(nn.Module):
         self.discriminator = Discriminator(head.num_classes, disc_width)
         self.last_fakes: torch.Tensor | None = None  # head_loss's unlabelled logits, detached
 
+    @property
+    def views(self) -> tuple[str, ...]:
+        """The batch views head_loss reads with these weights (a loop loads only these)."""
+        s = self.settings
+        return ("labelled", *(("paired",) if s.lambda_latent > 0 else ()),
+                *(("unlabelled",) if s.lambda_critic > 0 or s.lambda_augment > 0 else ()),
+                *(("augmented",) if s.lambda_augment > 0 else ()))
+
     def rescale(self, logits: torch.Tensor) -> torch.Tensor:
         """sigma of Eq. 8 (softmax) or Eq. 9 (sigmoid). With sigmoid, the discriminator sees the
         raw per-class sigmoids, which it can tell from one-hots unless exactly one is near 1."""
