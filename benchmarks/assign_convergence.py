@@ -193,7 +193,7 @@ def write_markdown(path, meta, curves, reach, sweep):
         f"MIRA: tau_t = {meta['mira']['temperature']}, beta = {meta['mira']['beta']:.4f}; "
         f"Sinkhorn-Knopp: epsilon = {meta['sinkhorn']['epsilon']}. "
         f"Produced by `benchmarks/assign_convergence.py`; curves in `{path.stem}.json`, "
-        f"plot in `{path.stem}.png`.", "", *table, "",
+        f"plot in `{path.stem}.png` (written by the script, not kept in git).", "", *table, "",
         f"Iterations needed to reach SSE <= {THRESHOLD:g}:", "", *hits, "",
         f"SSE is 0 at n = {iters} by construction; \"> {iters}\" would mean never below the threshold before that. "
         "Values around 1e-28 to 1e-32 are the float64 rounding floor.",
