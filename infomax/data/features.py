@@ -17,11 +17,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +33,7 @@ from .augment import center_resize, to_float_images
 from .dataset import Dataset
 from .root import cache_root
 from .views import ViewSpec, get_recipe, make_view
+from ..runs.atomic import write_json
 
 FORMAT_VERSION = 1
 
@@ -160,13 +159,6 @@ def open_features(folders: list[Path], keep_tokens: bool = True) -> Features:
     return Features(groups, np.load(folders[0] / "labels.npy"), manifest["classes"], manifest, folders)
 
 
-def _write_json(path: Path, record: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, path)
-
-
 def pool_tokens(tokens: torch.Tensor, grid: int | None) -> torch.Tensor:
     """(N, T, C) row-major square grid -> (N, grid^2, C) by average pooling (None keeps T)."""
     if grid is None:
@@ -195,7 +187,7 @@ class _Extraction:
         finally:
             self.encoder.train(was_training)
         np.save(self.folder / "labels.npy", self.dataset.labels)
-        _write_json(self.folder / "manifest.json", {**self.spec, "classes": self.dataset.classes, "complete": True})
+        write_json(self.folder / "manifest.json", {**self.spec, "classes": self.dataset.classes, "complete": True})
 
     def _resume_point(self) -> int:
         """Rows already written by an interrupted extraction of exactly this spec, else 0."""
@@ -238,7 +230,7 @@ class _Extraction:
                     arrays["tokens"][v, start:stop] = tokens.numpy()
             for array in arrays.values():
                 array.flush()
-            _write_json(self.folder / "progress.json", {"done": stop, "token_grid": self.spec["token_grid"]})
+            write_json(self.folder / "progress.json", {"done": stop, "token_grid": self.spec["token_grid"]})
             meter.update(stop)
         meter.finish()
 

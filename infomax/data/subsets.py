@@ -9,11 +9,11 @@ Both are pure functions of their seed (and epoch), so a resumed run sees the sam
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from ..runs.atomic import write_json
 
 
 def per_class_counts(labels: np.ndarray, total: int | None = None, per_class: int | None = None,
@@ -63,11 +63,7 @@ def balanced_subset(labels, total: int | None = None, *, per_class: int | None =
 def save_subset(path: Path, indices: np.ndarray, labels: np.ndarray, **provenance) -> None:
     """The subset as JSON (indices into the split, their labels, how it was drawn), atomically."""
     record = {**provenance, "indices": [int(i) for i in indices], "labels": [int(labels[i]) for i in indices]}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(record, f)
-    os.replace(tmp, path)
+    write_json(path, record, indent=None)
 
 
 def load_subset(path: Path, labels: np.ndarray) -> np.ndarray:

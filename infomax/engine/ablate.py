@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import rundir
+from ..runs import rundir
 from .finetune import FinetuneConfig, finetune, prepare_features
 
 OFF = {"critic": 0.0, "latent": 0.0, "augment": 0.0}

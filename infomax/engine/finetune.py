@@ -29,8 +29,8 @@ from ..data.features import Features, extract_features
 from ..data.subsets import DualSampler, balanced_subset, read_labels_file, save_subset
 from ..methods.fixmatch import FixMatch
 from ..methods.twinturbo import TwinTurbo, TwinTurboHead, TwinTurboLoss
-from . import rundir
-from .checkpoint import load_training_state, save_training_state
+from ..runs import rundir
+from ..runs.checkpoint import load_training_state, save_training_state
 
 STATE = "state.safetensors"
 

@@ -17,7 +17,7 @@ from ..data.features import pool_tokens
 from ..data.formats import IMAGE_SUFFIXES, decode_image
 from ..models import build_encoder, fingerprint
 from .finetune import FinetuneConfig, build_method
-from .rundir import load_tensors
+from ..runs.rundir import load_tensors
 
 
 def image_files(paths: list[str]) -> list[Path]:

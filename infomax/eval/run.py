@@ -14,7 +14,7 @@ import torch
 
 from ..data.dataset import load_dataset
 from ..data.features import Features, extract_features
-from ..engine import rundir
+from ..runs import rundir
 from ..models import build_encoder
 
 PROTOCOLS = ("knn", "linear", "fewshot")

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Callable
 
+from ..runs.atomic import save_tensors
 from .base import Encoder
 from .convnet import ConvNet
 from .efficientnet_lite import EfficientNetLite0
@@ -60,8 +60,6 @@ def build_encoder(name: str, **options) -> Encoder:
 
 def save_encoder(encoder: Encoder, path: str | os.PathLike) -> Path:
     """Write `encoder`'s weights and config to `path` atomically (temp file + os.replace)."""
-    from safetensors.torch import save_file
-
     if not isinstance(encoder, Encoder):
         raise ValueError(f"`encoder` must be an infomax Encoder, got {type(encoder).__name__}.")
     path = Path(path)
@@ -70,14 +68,7 @@ def save_encoder(encoder: Encoder, path: str | os.PathLike) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in encoder.state_dict().items()}
     metadata = {METADATA_KEY: json.dumps(encoder.config)}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=metadata)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    save_tensors(path, tensors, metadata)
     return path
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import torch
 
-from .rundir import load_tensors, save_tensors
+from .atomic import save_tensors
+from .rundir import load_tensors
 
 
 def save_training_state(path: Path, modules: dict[str, torch.nn.Module], optimisers: dict[str, torch.optim.Optimizer], counters: dict) -> None:
