@@ -89,6 +89,63 @@ def add_evaluation(verbs) -> None:
     r.set_defaults(handler=_report)
 
 
+PRETRAIN_FLAGS = {"dataset": "data.dataset", "data_root": "data.data_root", "resolution": "data.resolution",
+                  "epochs": "schedule.epochs", "max_steps": "schedule.max_steps", "batch_size": "optim.batch_size",
+                  "seed": "run.seed", "checkpoint_every": "run.checkpoint_every", "accelerator": "run.accelerator",
+                  "devices": "run.devices", "num_nodes": "run.num_nodes", "precision": "run.precision",
+                  "compile": "run.compile", "abort_on_collapse": "run.abort_on_collapse"}
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .engine.pretrain import pretrain, resolve
+
+    flags = {key: getattr(args, name) for name, key in PRETRAIN_FLAGS.items()}
+    flags = {k: (v or None) if isinstance(v, bool) else v for k, v in flags.items()}
+    out = Path(args.out)
+    config = resolve(args.recipe, args.method, args.set or [], flags, out, args.resume)
+    result = pretrain(config, out, resume=args.resume, overwrite=args.overwrite)
+    if result:
+        print(json.dumps(result, indent=1))
+        print(f"encoder: {out / 'encoder.safetensors'}, report: {out / 'report.html'}")
+    return 0
+
+
+def _recipes(args: argparse.Namespace) -> int:
+    from . import config
+
+    for name in config.recipe_names():
+        print(f"{name:24s} {config.describe(name)}")
+    return 0
+
+
+def add_pretrain(verbs) -> None:
+    from .methods import METHODS
+
+    p = verbs.add_parser("pretrain", help="self-supervised pretraining of an encoder (simclr, barlow_twins, vicreg, smi)",
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--method", choices=list(METHODS), help="the method; its default recipe is METHOD-cpu")
+    p.add_argument("--recipe", metavar="NAME|FILE", help="a recipe from `infomax recipes` or a YAML file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting, e.g. optim.lr=0.1 (repeatable)")
+    p.add_argument("--dataset", help="any dataset the data layer knows (cifar10, fashion-mnist, digits, mnist-5k, ...)")
+    p.add_argument("--data-root", metavar="DIR")
+    for name, kind, text in (("epochs", int, "passes over the training images"), ("max-steps", int, "stop after this many optimiser steps"),
+                             ("batch-size", int, "global batch, split over devices"), ("resolution", int, "side of the views in pixels"),
+                             ("seed", int, "seeds weights, shuffling and augmentation"),
+                             ("checkpoint-every", int, "optimiser steps between checkpoints"),
+                             ("devices", int, "processes per node (DDP when more than 1)"), ("num-nodes", int, "nodes (torchrun / SLURM)")):
+        p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind, help=f"{text} (default: the recipe's)")
+    p.add_argument("--accelerator", choices=["cpu", "cuda", "mps", "auto"])
+    p.add_argument("--precision", choices=["32-true", "bf16-mixed", "16-mixed"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the method")
+    p.add_argument("--abort-on-collapse", dest="abort_on_collapse", action="store_true", help="stop when the embedding collapses")
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (its config.yaml; only epochs and logging may change)")
+    p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
+    p.set_defaults(handler=_pretrain)
+    r = verbs.add_parser("recipes", help="list the shipped training recipes")
+    r.set_defaults(handler=_recipes)
+
+
 def _ablate(args: argparse.Namespace) -> int:
     from .engine.ablate import ablate
     from .engine.finetune import FinetuneConfig
@@ -164,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("name", help="cifar10, cifar100, mnist, fashion-mnist, svhn, stl10, imagefolder, digits, mnist-5k")
     add_data_root(check)
     check.set_defaults(handler=_data_check)
+    add_pretrain(verbs)
     add_finetune(verbs)
     add_evaluation(verbs)
     return parser

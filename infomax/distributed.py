@@ -46,3 +46,13 @@ class _GatherWithGrad(torch.autograd.Function):
 def gather_with_grad(x: torch.Tensor, group) -> torch.Tensor:
     """Concatenate equal-sized `x` from all ranks along dim 0, differentiably."""
     return _GatherWithGrad.apply(x, group) if active(group) else x
+
+
+def world():
+    """The default process group when torch.distributed is initialised (as under Fabric DDP), else None."""
+    return dist.group.WORLD if dist.is_available() and dist.is_initialized() else None
+
+
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """`gather_with_grad` over the world group: every rank's rows, in rank order, differentiably."""
+    return gather_with_grad(x, world())

@@ -37,6 +37,8 @@ is dropped for images of 32 pixels or fewer, as the CIFAR settings of these pape
   solarize 0.2). Its 28/32 px images go to the backbone's 224 bilinearly (Table 1), so
   build it with image_size=224; pass flip_p=0 for digits and text. DINOv2's code applies
   its blur with probability 1 - p (dinov2 PR #411); we use the stated p.
+- ``smi``: the smi paper, App. Table 4 (CIFAR): crop 0.2-1, flip, jitter (0.4, 0.4, 0.2, 0.1)
+  p=0.8, grayscale 0.2, the same for both views; blur only above 32 px (the table's "No" at 32).
 - ``plain``: the centre square resized to image_size, nothing random (evaluation).
 """
 from __future__ import annotations
@@ -172,13 +174,20 @@ def twinturbo(image_size: int) -> ViewRecipe:
     return [ViewSpec(image_size), augmented]
 
 
+def smi(image_size: int) -> ViewRecipe:
+    blur = 0.5 if image_size > SMALL_IMAGE else 0.0
+    spec = ViewSpec(image_size, scale=(0.2, 1.0), flip_p=0.5, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+                    jitter_p=0.8, grayscale_p=0.2, blur_p=blur)
+    return [spec, spec]
+
+
 def plain(image_size: int) -> ViewRecipe:
     return [ViewSpec(image_size)]
 
 
 RECIPES: dict[str, Callable[..., ViewRecipe]] = {
     "simclr": simclr, "byol": byol, "barlow": byol, "vicreg": byol, "mira": mira,
-    "multicrop": multicrop, "twinturbo": twinturbo, "plain": plain,
+    "multicrop": multicrop, "smi": smi, "twinturbo": twinturbo, "plain": plain,
 }
 _FIELDS = {f.name for f in dataclasses.fields(ViewSpec)} - {"size"}
 

@@ -27,8 +27,8 @@ from .._validate import checks
 from ..data.dataset import load_dataset
 from ..data.features import Features, extract_features
 from ..data.subsets import DualSampler, balanced_subset, read_labels_file, save_subset
-from ..methods.fixmatch import FixMatch
-from ..methods.twinturbo import TwinTurbo, TwinTurboHead, TwinTurboLoss
+from ..methods.fewlabel.fixmatch import FixMatch
+from ..methods.fewlabel.twinturbo import TwinTurbo, TwinTurboHead, TwinTurboLoss
 from ..runs import rundir
 from ..runs.checkpoint import load_training_state, save_training_state
 

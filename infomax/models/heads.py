@@ -3,7 +3,7 @@
 Defaults follow each paper: Barlow Twins (Zbontar et al., 2021, Sec. 3) and VICReg
 (Bardes et al., 2022, Sec. 4.2) use 8192-8192-8192; SimCLR (Chen et al., 2020, Sec.
 2.1) one hidden layer and 128 outputs; MIRA (Lee, 2022, Sec. 4) [2048, 2048, 256];
-SwAV (Caron et al., 2020, App. A) 2048-128; BYOL (Grill et al., 2020, Sec. 3.3)
+SwAV (Caron et al., 2020, App. A) 2048-128; SMI (smi paper, App.: "following Barlow Twins") 4096-4096-4096; BYOL (Grill et al., 2020, Sec. 3.3)
 4096-256 for projector and predictor; SimSiam (Chen & He, 2021, Sec. 4) a 2048-wide
 3-layer projector with BN on its output and a 512-wide bottleneck predictor.
 """
@@ -22,6 +22,7 @@ PROJECTORS: dict[str, tuple[tuple[int, ...], int, bool]] = {
     "barlow": ((8192, 8192), 8192, False),
     "vicreg": ((8192, 8192), 8192, False),
     "simclr": ((2048,), 128, False),
+    "smi": ((4096, 4096), 4096, False),
     "mira": ((2048, 2048), 256, False),
     "swav": ((2048,), 128, False),
     "byol": ((4096,), 256, False),

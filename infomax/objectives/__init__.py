@@ -5,20 +5,20 @@ its paper's equations. `LOSSES` maps names to functions; `Objective` binds one t
 keyword arguments as an nn.Module.
 """
 from .._validate import checks
-from .barlow import barlow_twins
+from .barlow import barlow_terms, barlow_twins
 from .e2mc import e2mc, m_spacings_entropy, offdiag_covariance
 from .hydes import hydes
 from .infonce import info_nce
 from .mmcr import mmcr
 from .module import LOSSES, Objective
-from .smi import gaussian_mi, smi
+from .smi import gaussian_mi, smi, smi_terms
 from .swapped import swapped_prediction
 from .twinturbo import bin_cross, cat_cross, cat_twin, critic_losses, latent_nce
 from .vicreg import vcreg, vicreg
 from .wang_isola import alignment, uniformity
 
 __all__ = [
-    "LOSSES", "Objective", "alignment", "barlow_twins", "bin_cross", "cat_cross", "cat_twin", "checks",
+    "LOSSES", "Objective", "alignment", "barlow_terms", "barlow_twins", "bin_cross", "cat_cross", "cat_twin", "checks",
     "critic_losses", "e2mc", "gaussian_mi", "hydes", "info_nce", "latent_nce", "m_spacings_entropy",
-    "mmcr", "offdiag_covariance", "smi", "swapped_prediction", "uniformity", "vcreg", "vicreg",
+    "mmcr", "offdiag_covariance", "smi", "smi_terms", "swapped_prediction", "uniformity", "vcreg", "vicreg",
 ]

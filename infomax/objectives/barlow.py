@@ -27,11 +27,16 @@ def barlow_twins(z_a: torch.Tensor, z_b: torch.Tensor, lambd: float = 5e-3, form
     the paper does; "sample" uses the exact N x N Gram identity (see `_crosscov`);
     "auto" takes the cheaper. All forms give the same value and gradient.
     """
+    terms = barlow_terms(z_a, z_b, form)
+    return terms["alignment"] + lambd * terms["redundancy"]
+
+
+@full_precision
+def barlow_terms(z_a: torch.Tensor, z_b: torch.Tensor, form: str = "auto") -> dict[str, torch.Tensor]:
+    """The unweighted terms: "alignment" sum_i (1 - C_ii)^2 and "redundancy" sum_{i!=j} C_ij^2."""
     check_matrix("z_a", z_a)
     check_matrix("z_b", z_b)
     check_same_shape("z_a", z_a, "z_b", z_b)
     n = z_a.shape[0]
     a, b = batch_standardise(z_a), batch_standardise(z_b)
-    on_diag = (1 - diag_of_cross(a, b) / n).square().sum()
-    off_diag = offdiag_sq_sum(a, b, form) / n**2
-    return on_diag + lambd * off_diag
+    return {"alignment": (1 - diag_of_cross(a, b) / n).square().sum(), "redundancy": offdiag_sq_sum(a, b, form) / n**2}

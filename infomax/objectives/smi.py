@@ -56,6 +56,14 @@ def smi(
     within_view: bool = True,
 ) -> torch.Tensor:
     """SMI loss for two views (N, D); needs N >= 2 and D >= 2."""
+    terms = smi_terms(z_a, z_b, eps, reduction, within_view)
+    return terms["alignment"] + lambd * terms["redundancy"]
+
+
+@full_precision
+def smi_terms(z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 1e-3, reduction: str = "mean",
+              within_view: bool = True) -> dict[str, torch.Tensor]:
+    """SMI's two terms before weighting: "alignment" L_on and "redundancy" L_off (SMI Fig. 6 plots their ratio)."""
     check_matrix("z_a", z_a)
     check_matrix("z_b", z_b)
     check_same_shape("z_a", z_a, "z_b", z_b)
@@ -71,4 +79,4 @@ def smi(
     off = reduce(gaussian_mi(_offdiag(cross), eps))
     if within_view:
         off = off + reduce(gaussian_mi(_offdiag(r_a @ r_a.T), eps)) + reduce(gaussian_mi(_offdiag(r_b @ r_b.T), eps))
-    return on + lambd * off
+    return {"alignment": on, "redundancy": off}

@@ -15,8 +15,10 @@ from .atomic import save_tensors
 from .rundir import load_tensors
 
 
-def save_training_state(path: Path, modules: dict[str, torch.nn.Module], optimisers: dict[str, torch.optim.Optimizer], counters: dict) -> None:
-    tensors, meta = {}, {"counters": counters, "optimisers": {}}
+def save_training_state(path: Path, modules: dict[str, torch.nn.Module], optimisers: dict[str, torch.optim.Optimizer],
+                        counters: dict, extra: dict[str, torch.Tensor] | None = None) -> None:
+    """`extra`: more tensors stored as they are (RNG states of every rank, a sampler's generator)."""
+    tensors, meta = {f"extra/{k}": v for k, v in (extra or {}).items()}, {"counters": counters, "optimisers": {}}
     for name, module in modules.items():
         tensors.update({f"model/{name}/{k}": v for k, v in module.state_dict().items()})
     for name, optimiser in optimisers.items():
@@ -56,3 +58,37 @@ def load_training_state(path: Path, modules: dict[str, torch.nn.Module], optimis
         optimiser.load_state_dict({"state": state, "param_groups": saved["groups"]})
     torch.set_rng_state(tensors["rng/cpu"])
     return meta["counters"]
+
+
+def load_extra(path: Path) -> dict[str, torch.Tensor]:
+    """The `extra` tensors of a training state."""
+    return {k[len("extra/"):]: v for k, v in load_tensors(path).items() if k.startswith("extra/")}
+
+
+def rng_state() -> dict[str, torch.Tensor]:
+    """This process's CPU, CUDA, numpy and Python random states as tensors (nothing pickled)."""
+    import random
+
+    import numpy as np
+
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss = random.getstate()
+    state = {"torch": torch.get_rng_state(), "numpy": torch.from_numpy(keys.astype(np.int64)),
+             "numpy_extra": torch.tensor([pos, has_gauss], dtype=torch.int64), "numpy_gauss": torch.tensor([cached], dtype=torch.float64),
+             "python": torch.tensor(internal, dtype=torch.int64)}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, torch.Tensor]) -> None:
+    import random
+
+    import numpy as np
+
+    torch.set_rng_state(state["torch"])
+    pos, has_gauss = (int(v) for v in state["numpy_extra"])
+    np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), pos, has_gauss, float(state["numpy_gauss"][0])))
+    random.setstate((3, tuple(int(v) for v in state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])

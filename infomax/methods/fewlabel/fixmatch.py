@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._validate import check_labels, check_matrix, check_same_shape, full_precision
+from ..._validate import check_labels, check_matrix, check_same_shape, full_precision
 from .twinturbo import TwinTurboHead, encode_view
 
 

@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..objectives.twinturbo import RESCALES, bin_cross, cat_cross, cat_twin, critic_losses, latent_nce
+from ...objectives.twinturbo import RESCALES, bin_cross, cat_cross, cat_twin, critic_losses, latent_nce
 
 TASKS = {"cat-cross": cat_cross, "cat-twin": cat_twin, "bin-cross": bin_cross}
 PRIORS = ("uniform", "labels")

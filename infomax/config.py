@@ -1,0 +1,259 @@
+"""The typed configuration of a training run: one dataclass per section, one default per setting.
+
+    method    the method's own `Settings` dataclass (methods/<name>.py), picked by `method.name`
+    model     the encoder and its options
+    data      dataset, resolution, view recipe, the kNN monitor's held-out slice
+    optim     optimiser, lr, weight decay, batch size
+    schedule  epochs or max steps, warm-up, decay
+    run       seed, checkpoints, logging, monitors, devices, precision
+
+A YAML recipe (`infomax/recipes/*.yaml`, listed by `infomax recipes`) overrides some defaults,
+`--set section.key=value` overrides any, and the resolved tree is saved as `config.yaml` in the
+run directory. Unknown keys are errors naming the nearest valid key; wrong types name the type.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+RECIPES = Path(__file__).parent / "recipes"
+
+
+@dataclass
+class ModelConfig:
+    backbone: str = "convnet"  # a name build_encoder knows, hf:<id>, or an encoder .safetensors
+    options: dict[str, Any] = field(default_factory=dict)  # keyword arguments of the encoder
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "cifar10"
+    data_root: str | None = None
+    resolution: int = 32
+    views: str = ""  # a recipe of data/views.py; "" takes the method's own
+    view_options: dict[str, Any] = field(default_factory=dict)  # get_recipe overrides, e.g. flip_p: 0
+    holdout: int = 1000  # training images kept out of training for the kNN monitor (queries)
+    bank: int = 5000  # training images the monitor's kNN votes with
+
+
+@dataclass
+class OptimConfig:
+    name: str = "lars"  # lars | adamw | sgd
+    lr: float = 0.3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9  # lars and sgd
+    betas: tuple[float, float] = (0.9, 0.999)  # adamw
+    lars_eta: float = 0.02  # trust coefficient
+    exclude_bias_norm: bool = True  # biases and norm weights: no weight decay, no LARS adaptation
+    batch_size: int = 256  # global: split over devices
+    clip_grad: float | None = None
+
+
+@dataclass
+class ScheduleConfig:
+    epochs: int = 10
+    max_steps: int | None = None  # stop earlier than `epochs`
+    warmup_steps: int | None = None  # None: `warmup_epochs` worth of steps
+    warmup_epochs: float = 1.0
+    warmup_start: float = 0.0  # lr factor at step 0
+    decay: str = "cosine"  # cosine | constant
+    final_factor: float = 0.0  # lr factor at the last step (cosine)
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    checkpoint_every: int = 500  # optimiser steps; also at each epoch end, the end, SIGINT and SIGTERM
+    log_every: int = 10
+    knn_every: int = 1  # epochs; 0 turns the monitor off
+    knn_k: int = 20
+    knn_temperature: float = 0.07
+    abort_on_collapse: bool = False  # the collapse monitor (on logged steps) stops the run instead of warning
+    accelerator: str = "auto"  # cpu | cuda | mps | auto
+    devices: int = 1
+    num_nodes: int = 1
+    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
+    compile: bool = False
+    progress: bool = True
+
+
+SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "run": RunConfig}
+
+
+@dataclass
+class TrainConfig:
+    method: Any  # an instance of the method's Settings
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+    @property
+    def method_name(self) -> str:
+        return self.method.name
+
+
+class ConfigError(ValueError):
+    pass
+
+
+# ---------------------------------------------------------------- typed building
+
+def _nearest(key: str, valid) -> str:
+    close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
+    return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(valid))}"
+
+
+def _type_name(hint) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+
+
+def coerce(value, hint, where: str):
+    """`value` as type `hint` (int, float, bool, str, None unions, tuples, lists, dicts), or ConfigError."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{where} must be {' or '.join(_type_name(a) for a in args)}, got {value!r}.")
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif hint is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+    elif hint is str:
+        if isinstance(value, str):
+            return value
+    elif origin in (tuple, list) and isinstance(value, (list, tuple)):
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{where} must have {len(args)} values, got {value!r}.")
+            return tuple(coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        inner = args[0] if args else Any
+        return origin(coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value))
+    elif origin is dict and isinstance(value, dict):
+        return dict(value)
+    raise ConfigError(f"{where} must be {_type_name(hint)}, got {value!r} ({type(value).__name__}).")
+
+
+def build(cls, values: dict, where: str):
+    """A dataclass `cls` from a dict, every key checked against its fields and types."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where} must be a mapping of settings, got {values!r}.")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = [k for k in values if k not in names]
+    if unknown:
+        raise ConfigError(f"unknown setting {where}.{unknown[0]}{_nearest(unknown[0], names)}")
+    return cls(**{k: coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
+
+
+def build_config(tree: dict) -> TrainConfig:
+    from . import methods
+
+    tree = dict(tree)
+    unknown = [k for k in tree if k not in ("method", *SECTIONS)]
+    if unknown:
+        raise ConfigError(f"unknown section {unknown[0]!r}{_nearest(unknown[0], ['method', *SECTIONS])}")
+    method = dict(tree.pop("method", None) or {})
+    name = method.pop("name", None)
+    settings_cls = methods.settings_of(name)
+    built = {key: build(cls, tree.get(key) or {}, key) for key, cls in SECTIONS.items()}
+    try:
+        settings = build(settings_cls, method, "method")
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"method {name}: {error}") from None
+    return TrainConfig(method=settings, **built)
+
+
+def to_dict(config: TrainConfig) -> dict:
+    tree = {"method": {"name": config.method_name, **dataclasses.asdict(config.method)}}
+    tree.update({key: dataclasses.asdict(getattr(config, key)) for key in SECTIONS})
+    return _plain(tree)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+# ---------------------------------------------------------------- recipes and overrides
+
+def recipe_names() -> list[str]:
+    return sorted(p.stem for p in RECIPES.glob("*.yaml"))
+
+
+def load_recipe(name_or_file: str) -> dict:
+    """A shipped recipe by name (`simclr-cpu`) or a YAML file of the same shape."""
+    path = Path(name_or_file)
+    if not (path.suffix in (".yaml", ".yml") and path.is_file()):
+        path = RECIPES / f"{name_or_file}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"unknown recipe {name_or_file!r}{_nearest(str(name_or_file), recipe_names())} "
+                              "(or pass a .yaml file); `infomax recipes` lists them.")
+    try:
+        tree = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (method, model, data, optim, schedule, run).")
+    tree.pop("description", None)
+    return tree
+
+
+def describe(name: str) -> str:
+    tree = yaml.safe_load((RECIPES / f"{name}.yaml").read_text()) or {}
+    return str(tree.get("description", "")).strip()
+
+
+def set_value(tree: dict, assignment: str) -> None:
+    """Apply one `section.key=value` (value parsed as YAML: 0.1, true, [0.2, 1.0], null)."""
+    if "=" not in assignment:
+        raise ConfigError(f"--set takes section.key=value, got {assignment!r}; e.g. --set optim.lr=0.1.")
+    path, text = assignment.split("=", 1)
+    keys = path.strip().split(".")
+    if len(keys) < 2 or not all(keys):
+        raise ConfigError(f"--set {assignment!r}: name a section and a key, e.g. optim.lr or method.temperature.")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    node = tree
+    for key in keys[:-1]:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {assignment!r}: {key} is a value, not a section.")
+    node[keys[-1]] = value
+
+
+def save(config: TrainConfig, path: Path) -> None:
+    from .runs.atomic import write_atomic
+
+    write_atomic(path, yaml.safe_dump(to_dict(config), sort_keys=False))
+
+
+def load(path: Path) -> TrainConfig:
+    return build_config(yaml.safe_load(Path(path).read_text()))

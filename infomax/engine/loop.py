@@ -1,0 +1,267 @@
+"""The one training loop, on Lightning Fabric, for every method. It knows no method by name.
+
+Per optimiser step: the lr factor of the step (engine/optim.py), then for each of the method's
+stages `terms = model(batch, stage, carry)`, backward through Fabric (DDP all-reduces the
+gradients), optional clipping, that stage's optimiser step; then `method.on_step_end`.
+A `batches` source gives `len()` batches per epoch through `epoch(epoch, skip)` and keeps its own
+random state (`state_dict`). Checkpoints (runs/checkpoint.py: weights, optimiser moments, step,
+every rank's RNG and the source's state, one atomic safetensors file) are written every
+`checkpoint_every` steps, at each epoch end, at the end, and on SIGINT/SIGTERM; a resumed run
+repeats the uninterrupted one step for step. A non-finite loss stops the run before the
+optimiser steps, naming the term and the step, so the last checkpoint stays good.
+"""
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from .._validate import checks
+from ..runs import rundir
+from ..runs.checkpoint import load_extra, load_training_state, rng_state, save_training_state, set_rng_state
+from .optim import lr_factor, set_lr
+
+STATE = "state.safetensors"
+
+
+class NonFiniteLoss(FloatingPointError):
+    pass
+
+
+class Interrupted(KeyboardInterrupt):
+    pass
+
+
+@dataclass
+class Schedule:
+    total_steps: int
+    warmup_steps: int
+    warmup_start: float = 0.0
+    decay: str = "cosine"
+    final_factor: float = 0.0
+
+    def factor(self, step: int) -> float:
+        return lr_factor(step, self.total_steps, self.warmup_steps, self.warmup_start, self.decay, self.final_factor)
+
+
+class Loop:
+    """`Loop(fabric, model, optimisers, batches, schedule, run, out).fit(resume)`.
+
+    `model` is the method as `fabric.setup` returned it; `optimisers` maps each stage to its
+    (set-up) optimiser; `run` is a RunConfig; `monitors` are callables `(loop, epoch) -> dict`
+    run after every epoch on every rank (their metrics are logged); `watch` callables
+    `(loop, terms) -> dict` run on logged steps.
+    """
+
+    def __init__(self, fabric, model, optimisers: dict, batches, schedule: Schedule, run, out: Path,
+                 monitors: tuple[Callable, ...] = (), watch: tuple[Callable, ...] = (), name: str = "train",
+                 clip_grad: float | None = None):
+        self.fabric, self.model, self.optimisers, self.batches = fabric, model, optimisers, batches
+        self.method = getattr(model, "module", model)
+        self.schedule, self.run, self.out, self.name = schedule, run, Path(out), name
+        self.monitors, self.watch, self.clip_grad = monitors, watch, clip_grad
+        self._segment_start: float | None = None
+        self._bar = None
+        self.step, self.seconds, self.last_terms = 0, 0.0, {}
+        self._stop: int | None = None
+        missing = [s for s in self.method.stages if s not in optimisers]
+        if missing:
+            raise ValueError(f"no optimiser for the method's stage(s) {missing}.")
+
+    # ------------------------------------------------------------ one step
+
+    def train_step(self, batch) -> dict[str, torch.Tensor]:
+        factor = self.schedule.factor(self.step)
+        logging = (self.step + 1) % self.run.log_every == 0 or self.step + 1 == self.schedule.total_steps
+        carry, record = None, {}
+        self.model.train()
+        for stage in self.method.stages:
+            optimiser = self.optimisers[stage]
+            lr = set_lr(optimiser, factor)
+            with checks(False):  # one finiteness check per stage below, not one host sync per term
+                terms = self.model(batch, stage, carry)
+            self._check_finite(terms, stage)
+            optimiser.zero_grad(set_to_none=True)
+            self.fabric.backward(terms["loss"])
+            if self.clip_grad:
+                self.fabric.clip_gradients(self.model, optimiser, max_norm=self.clip_grad)
+            if logging:
+                record[_key(stage, "grad_norm")] = _grad_norm(optimiser)
+                record[_key(stage, "lr")] = lr
+            optimiser.step()
+            record.update({_key(stage, "loss" if k == "loss" else f"loss/{k}"): v.detach()
+                           for k, v in terms.items() if not k.startswith("_")})
+            carry = terms
+        self.method.on_step_end(self.step, self.schedule.total_steps)
+        self.step += 1
+        self.last_terms = carry
+        if logging:
+            self._log(record, carry)
+        return carry
+
+    def _check_finite(self, terms: dict, stage: str) -> None:
+        bad = torch.stack([~torch.isfinite(terms["loss"].detach()).all()]).float()
+        if self.fabric.world_size > 1:
+            bad = self.fabric.all_reduce(bad, reduce_op="sum")
+        if float(bad) > 0:
+            named = [k for k, v in terms.items() if not k.startswith("_") and not torch.isfinite(v.detach()).all()]
+            raise NonFiniteLoss(f"step {self.step}, stage {stage}: the loss is not finite (terms {named or ['on another rank']}); "
+                                f"the last good checkpoint is {self.out / STATE}. Lower the lr (optim.lr), "
+                                "raise the warm-up, or clip gradients (optim.clip_grad).")
+
+    def _log(self, record: dict, terms: dict) -> None:
+        for watch in self.watch:
+            record.update(watch(self, terms))
+        values = {k: float(v) for k, v in record.items()}
+        if self.fabric.world_size > 1:  # the mean over ranks of what each rank saw
+            keys = sorted(values)
+            mean = self.fabric.all_reduce(torch.tensor([values[k] for k in keys], dtype=torch.float64), reduce_op="mean")
+            values = dict(zip(keys, mean.tolist()))
+        epoch = self.step / max(len(self.batches), 1)
+        self.emit({"step": self.step, "epoch": round(epoch, 4), **values})
+
+    def emit(self, record: dict) -> None:
+        """Write one metrics record (rank 0): metrics.jsonl, TensorBoard, the progress line."""
+        if self.fabric.global_rank != 0:
+            return
+        rundir.log_metrics(self.out, record)
+        self.fabric.log_dict({k: v for k, v in record.items() if k != "step" and isinstance(v, (int, float))}, step=record["step"])
+        self._progress(record)
+
+    # ------------------------------------------------------------ epochs, checkpoints, signals
+
+    def fit(self, resume: bool = False) -> dict:
+        if resume and (self.out / STATE).exists():
+            self.restore()
+        per_epoch = len(self.batches)
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        started = self._segment_start = time.perf_counter()
+        self._started, self._shown, self._first_step = started, started, self.step
+        self._open_bar()
+        try:
+            while self.step < self.schedule.total_steps:
+                epoch, skip = divmod(self.step, per_epoch)
+                if skip == 0:
+                    self.method.on_epoch_start(epoch)
+                for batch in self.batches.epoch(epoch, skip):
+                    self.train_step(batch)
+                    if self._bar is not None:
+                        self._bar.update(1)
+                    self._after_step()
+                    if self.step >= self.schedule.total_steps:
+                        break
+                if self.step % per_epoch == 0:
+                    self._end_epoch(epoch)
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+            self.seconds += time.perf_counter() - started
+            self._segment_start = None
+            if self._bar is not None:
+                self._bar.close()
+        self.save()
+        return {"steps": self.step, "seconds": self.seconds}
+
+    def _after_step(self) -> None:
+        stop = torch.tensor([float(self._stop or 0)])
+        if self.fabric.world_size > 1:
+            stop = self.fabric.all_reduce(stop, reduce_op="sum")
+        if float(stop) > 0:
+            self.save()
+            raise Interrupted(f"stopped by signal at step {self.step}; the checkpoint is saved: rerun with --resume.")
+        if self.step % self.run.checkpoint_every == 0:
+            self.save()
+
+    def _end_epoch(self, epoch: int) -> None:
+        for monitor in self.monitors:
+            record = monitor(self, epoch + 1)
+            if record:
+                self.emit({"step": self.step, "epoch": epoch + 1, **record})
+        self.save()
+
+    def _on_signal(self, signum, frame) -> None:
+        if self._stop is not None:  # a second Ctrl-C stops at once; the last checkpoint stands
+            raise KeyboardInterrupt
+        self._stop = signum
+        print(f"\n[{self.name}] {signal.Signals(signum).name}: saving a checkpoint after this step "
+              "(again to stop at once)", file=sys.stderr, flush=True)
+
+    def _state_tensors(self) -> dict[str, torch.Tensor]:
+        """Every rank's RNG and source state, gathered so rank 0 can write them all."""
+        local = {**rng_state(), **{f"batches/{k}": v for k, v in self.batches.state_dict().items()}}
+        if self.fabric.world_size == 1:
+            return {f"rank0/{k}": v for k, v in local.items()}
+        gathered = {}
+        for key, value in sorted(local.items()):
+            stacked = self.fabric.all_gather(value.to(self.fabric.device)).cpu()
+            gathered.update({f"rank{r}/{key}": stacked[r].to(value.dtype) for r in range(self.fabric.world_size)})
+        return gathered
+
+    def save(self) -> None:
+        extra = self._state_tensors()
+        if self.fabric.global_rank == 0:
+            running = time.perf_counter() - self._segment_start if self._segment_start is not None else 0.0
+            counters = {"step": self.step, "seconds": self.seconds + running, "world_size": self.fabric.world_size}
+            save_training_state(self.out / STATE, {"method": self.method}, self.optimisers, counters, extra)
+        self.fabric.barrier()
+
+    def restore(self) -> None:
+        counters = load_training_state(self.out / STATE, {"method": self.method}, self.optimisers)
+        if counters.get("world_size", 1) != self.fabric.world_size:
+            raise ValueError(f"{self.out} was trained on {counters['world_size']} processes; resume it with "
+                             f"--devices {counters['world_size']} (got {self.fabric.world_size}).")
+        self.step, self.seconds = counters["step"], counters.get("seconds", 0.0)
+        extra = load_extra(self.out / STATE)
+        prefix = f"rank{self.fabric.global_rank}/"
+        mine = {k[len(prefix):]: v for k, v in extra.items() if k.startswith(prefix)}
+        set_rng_state({k: v for k, v in mine.items() if not k.startswith("batches/")})
+        self.batches.load_state_dict({k[len("batches/"):]: v for k, v in mine.items() if k.startswith("batches/")})
+        if self.fabric.global_rank == 0:
+            rundir.truncate_log(self.out, self.step)
+        self.fabric.barrier()
+
+    # ------------------------------------------------------------ watching
+
+    def _open_bar(self) -> None:
+        """A tqdm bar (rate, ETA) on a terminal; elsewhere `_progress` prints a plain line every 30 s."""
+        if self.fabric.global_rank == 0 and self.run.progress and sys.stderr.isatty():
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.schedule.total_steps, initial=self.step, desc=self.name, unit="step", dynamic_ncols=True)
+
+    def _progress(self, record: dict) -> None:
+        if not self.run.progress or "loss" not in record:
+            return
+        if self._bar is not None:
+            self._bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+            return
+        now = time.perf_counter()
+        if now - self._shown < 30 and self.step != self.schedule.total_steps:
+            return
+        rate = (self.step - self._first_step) / max(now - self._started, 1e-9)
+        eta = (self.schedule.total_steps - self.step) / max(rate, 1e-9)
+        print(f"[{self.name}] step {self.step}/{self.schedule.total_steps}, loss {record['loss']:.4f}, "
+              f"{rate:.2f} steps/s, ETA {_clock(eta)}", file=sys.stderr, flush=True)
+        self._shown = now
+
+
+def _key(stage: str, name: str) -> str:
+    return name if stage in ("main",) else f"{stage}/{name}"
+
+
+def _grad_norm(optimiser) -> torch.Tensor:
+    grads = [p.grad for g in optimiser.param_groups for p in g["params"] if p.grad is not None]
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads])) if grads else torch.zeros(())
+
+
+def _clock(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"

@@ -1,0 +1,221 @@
+"""`infomax pretrain`: a self-supervised method trains an encoder from scratch on the engine.
+
+The training split loses a seeded held-out slice (`data.holdout` images, the kNN monitor's
+queries; `data.bank` more images are its voters and still train); the rest is shuffled,
+sharded over ranks and augmented on the device. The run leaves config.yaml (read back by
+--resume), environment.json, metrics.jsonl, TensorBoard events, state.safetensors (resumable)
+and encoder.safetensors, which `evaluate`, `analyze` and `finetune --backbone` accept.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import config as C
+from .. import methods
+from ..runs import rundir
+from .loop import Loop, Schedule
+from .monitors import KNNMonitor, embedding_spread, redundancy_to_alignment
+from .optim import build_optimiser
+
+CONFIG = "config.yaml"
+# Settings a resumed run may change; any other difference from config.yaml is refused.
+RESUMABLE = {"schedule.epochs", "schedule.max_steps", "run.checkpoint_every", "run.log_every", "run.progress",
+             "run.knn_every", "data.data_root", "run.abort_on_collapse"}
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+ACCELERATORS = ("cpu", "cuda", "mps", "auto")
+
+
+def resolve(recipe: str | None, method: str | None, sets: list[str], flags: dict, out: Path, resume: bool) -> C.TrainConfig:
+    """The run's config: config.yaml of the run (resume) or the recipe, then flags, then --set."""
+    saved = out / CONFIG
+    if resume and saved.exists():
+        tree = C.to_dict(C.load(saved))
+        if method and method != tree["method"]["name"]:
+            raise ValueError(f"--resume: {out} trains {tree['method']['name']}, not {method}; drop --method or choose another --out.")
+    else:
+        if not method and not recipe:
+            raise ValueError("name a method (--method simclr|barlow_twins|vicreg|smi) or a --recipe.")
+        tree = C.load_recipe(recipe or f"{method}-cpu")
+        named = (tree.get("method") or {}).get("name")
+        if method and named and named != method:
+            raise ValueError(f"recipe {recipe!r} is for {named}, not {method}; choose a {method}-... recipe (`infomax recipes`).")
+        tree.setdefault("method", {})["name"] = named or method
+    for key, value in flags.items():
+        if value is not None:
+            C.set_value(tree, f"{key}={value}" if not isinstance(value, str) else f"{key}={_quoted(value)}")
+    for assignment in sets:
+        C.set_value(tree, assignment)
+    return C.build_config(tree)
+
+
+def _quoted(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def check_resume(config: C.TrainConfig, out: Path) -> None:
+    saved = _flat(C.to_dict(C.load(out / CONFIG)))
+    asked = _flat(C.to_dict(config))
+    changed = sorted(k for k in saved.keys() | asked.keys() if saved.get(k) != asked.get(k) and k not in RESUMABLE)
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {asked.get(k)!r}" for k in changed)
+        raise ValueError(f"--resume: these settings differ from the run's config.yaml: {detail}. Only "
+                         f"{', '.join(sorted(RESUMABLE))} may change; start a new run (another --out) for the rest.")
+
+
+def _flat(tree: dict, prefix: str = "") -> dict:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and key != "options" and key != "view_options":
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def check_devices(run, batch_size: int) -> None:
+    if run.precision not in PRECISIONS:
+        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {run.precision!r}.")
+    if run.accelerator not in ACCELERATORS:
+        raise ValueError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {run.accelerator!r}.")
+    if run.accelerator == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--accelerator cuda: this machine has no CUDA device (or this torch is a CPU build); use --accelerator cpu.")
+    if run.accelerator == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("--accelerator mps: MPS is not available here; use --accelerator cpu.")
+    if run.devices < 1 or run.num_nodes < 1:
+        raise ValueError(f"--devices and --num-nodes must be at least 1, got {run.devices} and {run.num_nodes}.")
+    world = run.devices * run.num_nodes
+    if batch_size % world:
+        raise ValueError(f"--batch-size {batch_size} does not split over {world} processes; use a multiple of {world}.")
+
+
+def make_fabric(run, out: Path):
+    from lightning.fabric import Fabric
+    from lightning.fabric.loggers import TensorBoardLogger
+
+    world = run.devices * run.num_nodes
+    strategy = "ddp" if world > 1 else "auto"
+    logger = TensorBoardLogger(root_dir=str(out), name="tensorboard", version="")
+    return Fabric(accelerator=run.accelerator, devices=run.devices, num_nodes=run.num_nodes, precision=run.precision,
+                  strategy=strategy, loggers=[logger])
+
+
+def split_rows(labels: np.ndarray, holdout: int, bank: int, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(training rows, kNN bank rows, held-out query rows) from one seeded permutation."""
+    n = len(labels)
+    holdout = min(holdout, n // 5)
+    if n - holdout < batch_size:
+        holdout = max(0, n - batch_size)
+    order = np.random.default_rng(0).permutation(n)
+    query, rest = order[:holdout], order[holdout:]
+    return np.sort(rest), np.sort(rest[:bank]), np.sort(query)
+
+
+def build_method(config: C.TrainConfig, world: int):
+    from ..models import build_encoder
+
+    encoder = build_encoder(config.model.backbone, **config.model.options)
+    try:
+        method = methods.build(config.method_name, encoder, config.method)
+    except TypeError as error:
+        raise ValueError(f"method {config.method_name}: {error}") from None
+    if world > 1 and method.communicates:
+        method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
+    return method
+
+
+def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrite: bool = False) -> dict:
+    out = Path(out)
+    run = config.run
+    check_devices(run, config.optim.batch_size)
+    per_rank = config.optim.batch_size // (run.devices * run.num_nodes)
+    if per_rank < methods.METHODS[config.method_name].min_batch:
+        raise ValueError(f"{config.method_name} needs at least {methods.METHODS[config.method_name].min_batch} "
+                         f"images per device per step, got {per_rank}; raise --batch-size.")
+    from ..data.dataset import load_dataset
+    from ..data.views import get_recipe
+
+    train = load_dataset(config.data.dataset, "train", config.data.data_root)
+    recipe = get_recipe(config.data.views or methods.METHODS[config.method_name].default_views, config.data.resolution,
+                        **config.data.view_options)
+    fabric = make_fabric(run, out)
+    if fabric.global_rank == 0:
+        rundir.check_target(out, resume=resume, overwrite=overwrite)
+        if resume and (out / CONFIG).exists():
+            check_resume(config, out)
+    fabric.launch()
+    torch.manual_seed(run.seed)  # the same initial weights on every rank
+    method = build_method(config, fabric.world_size)
+    if fabric.device.type == "cuda":
+        method = method.to(memory_format=torch.channels_last)
+    if fabric.global_rank == 0:
+        out = rundir.prepare(out, resume=resume, overwrite=overwrite)
+        C.save(config, out / CONFIG)
+        _record_environment(out, fabric)
+    fabric.barrier()
+    rows, bank, query = split_rows(train.labels, config.data.holdout, config.data.bank, config.optim.batch_size)
+    from ..data.batches import ViewBatches
+
+    batches = ViewBatches(train.images, rows, recipe, per_rank, seed=run.seed, rank=fabric.global_rank,
+                          world_size=fabric.world_size, device=fabric.device)
+    optimiser = build_optimiser(method.stage_parameters("main"), config.optim)
+    compiled = torch.compile(method) if run.compile else method
+    model, optimiser = fabric.setup(compiled, optimiser)
+    schedule = make_schedule(config.schedule, len(batches))
+    monitors = (KNNMonitor(train, bank, query, config.data.resolution, run.knn_k, run.knn_temperature, run.knn_every),) if len(query) else ()
+    loop = Loop(fabric, model, {"main": optimiser}, batches, schedule, run, out, monitors=monitors,
+                watch=(embedding_spread, redundancy_to_alignment), name=f"pretrain {config.method_name}",
+                clip_grad=config.optim.clip_grad)
+    loop.method = method
+    summary = loop.fit(resume)
+    result = {"method": config.method_name, "steps": summary["steps"], "train_seconds": round(summary["seconds"], 2)}
+    if fabric.global_rank == 0:
+        from ..models.registry import save_encoder
+
+        save_encoder(method.encoder, out / "encoder.safetensors")
+        if monitors:
+            result["knn_top1_holdout"] = monitors[0].score(method, fabric.device)
+        result.update({f"last/{k}": float(v.detach()) for k, v in loop.last_terms.items() if not k.startswith("_")})
+        rundir.write_json(out / "metrics.json", result)
+        _write_report(out)
+    fabric.barrier()
+    return result
+
+
+def make_schedule(schedule: C.ScheduleConfig, per_epoch: int) -> Schedule:
+    if schedule.epochs < 1:
+        raise ValueError(f"--epochs must be at least 1, got {schedule.epochs}.")
+    if schedule.max_steps is not None and schedule.max_steps < 1:
+        raise ValueError(f"--max-steps must be at least 1, got {schedule.max_steps}.")
+    total = schedule.epochs * per_epoch
+    total = min(total, schedule.max_steps) if schedule.max_steps else total
+    warmup = schedule.warmup_steps if schedule.warmup_steps is not None else round(schedule.warmup_epochs * per_epoch)
+    return Schedule(total, min(warmup, total), schedule.warmup_start, schedule.decay, schedule.final_factor)
+
+
+def _record_environment(out: Path, fabric) -> None:
+    """environment.json keeps one entry per segment of the run (a resume adds one, never overwrites)."""
+    import json
+
+    path = out / "environment.json"
+    segments = json.loads(path.read_text()).get("segments", []) if path.exists() else []
+    env = {**rundir.environment(), "world_size": fabric.world_size, "device": str(fabric.device), "started": time.time()}
+    rundir.write_json(path, {**env, "segments": [*segments, env]})
+
+
+def _write_report(out: Path) -> None:
+    from ..eval.plots import plot_training_curves
+    from ..eval.report import write_report
+
+    if (out / rundir.METRICS_LOG).exists():
+        try:
+            plot_training_curves(out, out / "plots" / "training_curves.png", title=f"Pretraining: {out.name}")
+        except ValueError:
+            return
+    write_report([out], out / "report.html")
+
+
+__all__ = ["pretrain", "resolve"]
