@@ -1,4 +1,5 @@
 """MIRA's fixed point (Eq. 3-5) and SwAV's Sinkhorn-Knopp."""
+import inspect
 import math
 
 import pytest
@@ -6,7 +7,7 @@ import torch
 
 from infomax.assign import mira, mira_objective, sinkhorn
 
-TAU, BETA = 0.225, 2 / 3
+TAU, BETA, ITERS = 0.225, 2 / 3, 30  # mira paper Sec. 4.1: tau_t = 0.225, beta = 2/3, 30 fixed-point steps
 
 
 def cosine_logits(b=64, k=12, seed=0):
@@ -90,3 +91,19 @@ def test_sinkhorn_matches_the_swav_linear_domain_recipe():
     torch.testing.assert_close(sinkhorn(scores, 0.05, 3), (q * b).T)
     assert torch.isfinite(sinkhorn(scores * 1e6)).all()
     assert math.isclose(sinkhorn(scores, 0.05, 3).sum().item(), 32, rel_tol=1e-9)
+
+
+def defaults(fn):
+    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def test_documented_defaults():
+    logits = cosine_logits()
+    assert {k: defaults(mira)[k] for k in ("temperature", "beta", "iters")} == {"temperature": TAU, "beta": BETA, "iters": ITERS}
+    assert torch.equal(mira(logits), mira(logits, temperature=TAU, beta=BETA, iters=ITERS))
+    w = mira(logits)
+    assert defaults(mira_objective) == {"temperature": TAU, "beta": BETA}
+    assert torch.equal(mira_objective(w, logits), mira_objective(w, logits, TAU, BETA))
+    # SwAV (Caron et al., 2020, Sec. 3.1 and App. A): epsilon = 0.05, 3 Sinkhorn iterations
+    assert {k: defaults(sinkhorn)[k] for k in ("epsilon", "iters")} == {"epsilon": 0.05, "iters": 3}
+    assert torch.equal(sinkhorn(logits), sinkhorn(logits, epsilon=0.05, iters=3))

@@ -16,13 +16,13 @@ FASHION = SHARED_DATA / "fashion-mnist"
 
 
 @pytest.mark.skipif(not FASHION.exists(), reason=f"real Fashion-MNIST not at {FASHION}")
-def test_read_idx_real_fashion_mnist_matches_published_md5():
+def test_read_idx_real_fashion_mnist_matches_the_data_readme_md5():
     labels = read_idx(FASHION / "t10k-labels-idx1-ubyte.gz")
     images = read_idx(FASHION / "t10k-images-idx3-ubyte.gz")
     assert images.shape == (10000, 28, 28) and labels.shape == (10000,)
     assert np.bincount(labels).tolist() == [1000] * 10
     raw = gzip.open(FASHION / "t10k-labels-idx1-ubyte.gz").read()
-    assert hashlib.md5(raw).hexdigest() == "15d484375f8d13e6eb1aabb0c3f46965"
+    assert hashlib.md5(raw).hexdigest() == "15d484375f8d13e6eb1aabb0c3f46965"  # ../shared/data/README.md, decompressed
 
 
 def test_read_idx_rejects_truncated_and_foreign_files(tmp_path):

@@ -156,6 +156,8 @@ def test_nn_distances_on_an_evenly_spaced_line():
     assert torch.allclose(nn.nearest, torch.full((300,), 0.5, dtype=torch.float64))
     assert float(nn.kth.min()) == pytest.approx(25.0)  # interior points: 2 neighbours per distance, 50 h
     assert nn.overlap == 0.0 and nn.k == 100
+    default = g.nn_distance_overlap(z, normalize=False)  # E2MC Fig. 4's 100th neighbour is the documented default
+    assert default.k == 100 and torch.equal(default.kth, nn.kth)
     twice = torch.cat([z, z])  # a duplicate is a neighbour at distance 0, the point itself is not
     assert float(g.nn_distance_overlap(twice, k=1, normalize=False).nearest.max()) == 0.0
     with pytest.raises(ValueError, match="k"):

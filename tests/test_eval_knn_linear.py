@@ -1,4 +1,6 @@
 """Weighted kNN, linear probe and few-label evaluation: known answers, references, errors."""
+import inspect
+
 import numpy as np
 import pytest
 import torch
@@ -94,6 +96,17 @@ def test_knn_small_temperature_stays_finite_and_half_precision_is_accepted():
     full = weighted_knn(train.half().float(), labels, test.half().float())
     assert half.scores.dtype == torch.float32
     torch.testing.assert_close(half.scores, full.scores)
+
+
+def test_knn_documented_defaults():
+    # knn.py docstring and the DINO / MIRA protocol (mira paper Sec. 4.2): k = 20, T = 0.07
+    parameters = inspect.signature(weighted_knn).parameters
+    assert (parameters["k"].default, parameters["temperature"].default, parameters["topk"].default) == (20, 0.07, (1, 5))
+    train, labels = torch.randn(300, 16), torch.randint(0, 6, (300,))
+    test, test_labels = torch.randn(80, 16), torch.randint(0, 6, (80,))
+    default = weighted_knn(train, labels, test, test_labels)
+    explicit = weighted_knn(train, labels, test, test_labels, k=20, temperature=0.07, topk=(1, 5))
+    assert torch.equal(default.scores, explicit.scores) and default.accuracy == explicit.accuracy
 
 
 def test_knn_default_chunk_respects_the_budget():

@@ -19,9 +19,15 @@ def test_evaluate_writes_every_protocol(encoder_file, tmp_path, capsys):
     out = tmp_path / "eval"
     assert main(["evaluate", "--encoder", encoder_file, "--dataset", "digits", "--resolution", "16", "--out", str(out)]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["knn_top1"] > 50 and metrics["linear_top1"] > 50 and metrics["knn_top5"] >= metrics["knn_top1"]
-    assert metrics["fewshot_10_per_class_labelled"] == 100 and metrics["fewshot_1pct_top1_mean"] > 10
-    assert metrics["warnings"] == [] and json.loads((out / "config.json").read_text())["k"] == 20
+    # measured on this set-up (355 test images, one image = 0.28 points): kNN 95.8, linear 93.2,
+    # 10 % 88.9, 10 per class 88.5; bars 5 points below. 1 %: one label per class, 53.0 with a
+    # seed-to-seed sd of 4.9, bar 3 sd below (chance is 10).
+    assert metrics["knn_top1"] > 90 and metrics["linear_top1"] > 88 and metrics["knn_top5"] >= metrics["knn_top1"]
+    assert metrics["fewshot_10pct_top1_mean"] > 83 and metrics["fewshot_10_per_class_top1_mean"] > 83
+    assert metrics["fewshot_1pct_top1_mean"] > 38
+    assert metrics["fewshot_10_per_class_labelled"] == 100 and metrics["fewshot_1pct_labelled"] == 10
+    config = json.loads((out / "config.json").read_text())
+    assert metrics["warnings"] == [] and (config["k"], config["temperature"]) == (20, 0.07)  # the kNN protocol's
 
 
 def test_constant_encoder_is_reported_not_crashed(tmp_path, monkeypatch):

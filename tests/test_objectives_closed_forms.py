@@ -42,12 +42,25 @@ def test_smi_rewards_aligned_views():
     assert aligned < unrelated - 1.0
 
 
-@pytest.mark.parametrize("n", [20000])
-def test_m_spacings_entropy_of_uniforms(n):
-    u = torch.rand(n, 4, dtype=torch.float64)
-    assert abs(O.m_spacings_entropy(u).item()) < 0.02
-    for a in (0.1, 5.0):
-        assert O.m_spacings_entropy(a * u).item() == pytest.approx(math.log(a), abs=0.02)
+def uniform_m_spacings_mean(n, m):
+    """E[H] for U[0, 1] columns: each m-spacing is Beta(m, n + 1 - m), E log = psi(m) - psi(n + 1)."""
+    digamma = lambda v: torch.special.digamma(torch.tensor(float(v), dtype=torch.float64)).item()  # noqa: E731
+    return math.log((n + 1) / m) + digamma(m) - digamma(n + 1)
+
+
+# sd of one column's estimate for U[0, 1] at n = 20000, m = 141: 6.0e-4 (measured over 200 draws).
+# 5 sd of a d-column mean rejects m + 1 (24 sd off at d = 4), m = n^(1/3) (38 sd) and m = 25 (40 sd).
+M_SPACINGS_SD_20000 = 6.0e-4
+
+
+def test_m_spacings_entropy_of_uniforms_is_its_expected_value():
+    n, d = 20000, 4
+    u = torch.rand(n, d, dtype=torch.float64)
+    expected = uniform_m_spacings_mean(n, round(math.sqrt(n)))  # -0.0035, the O(1/m) bias
+    # a = 1e-3 puts the spacings within reach of the 1e-7 floor: a floor of 1e-3 adds log 2 there
+    for a in (1.0, 0.1, 5.0, 1e-3):
+        value = O.m_spacings_entropy(a * u).item()
+        assert abs(value - (expected + math.log(a))) < 5 * M_SPACINGS_SD_20000 / math.sqrt(d), a
 
 
 def test_m_spacings_entropy_of_gaussian_and_per_column():
@@ -80,18 +93,48 @@ def test_offdiag_covariance_matches_algorithm_1_and_vanishes_for_independent_col
     assert O.offdiag_covariance(correlated).item() == pytest.approx(2 * (1 / 12) ** 2 / 2, rel=0.02)
 
 
-def test_e2mc_terms_follow_algorithm_1():
-    z = torch.randn(64, 16, dtype=torch.float64)
-    cube = O.e2mc(z, space="hypercube")
-    torch.testing.assert_close(cube["entropy"], O.m_spacings_entropy(torch.sigmoid(z)))
-    torch.testing.assert_close(cube["covariance"], reference_cov_estimator(torch.sigmoid(z)))
-    sphere = O.e2mc(z, space="hypersphere")
-    torch.testing.assert_close(sphere["entropy"], O.m_spacings_entropy(0.5 * (1 + torch.erf(z / math.sqrt(2)))))
-    # the Gaussian CDF makes standard normal coordinates uniform: entropy close to 0
-    big = O.e2mc(torch.randn(20000, 3, dtype=torch.float64), space="hypersphere")
-    assert abs(big["entropy"].item()) < 0.02
+def reference_m_spacings_estimator(x):
+    """e2mc Algorithm 1, m_spacings_estimator."""
+    n = x.shape[0]  # batch size
+    m = round(math.sqrt(n))  # window size
+    eps = 1e-7  # small constant to avoid underflow
+    x, _ = torch.sort(x, dim=0)  # order statistics
+    x = x[m:] - x[:n - m]  # m-spaced differences
+    x = x * (n + 1) / m
+    marginal_ents = torch.log(x + eps).sum(dim=0) / (n - m)
+    return marginal_ents.mean()
+
+
+def reference_max_ent_criterion(x, type):
+    """e2mc Algorithm 1, max_ent_criterion."""
+    if type == "hypercube":
+        x_hyper = torch.sigmoid(x)
+    elif type == "hypersphere":
+        x_hyper = 0.5 * (1 + torch.erf(x / math.sqrt(2)))
+    return reference_m_spacings_estimator(x_hyper), reference_cov_estimator(x_hyper)
+
+
+@pytest.mark.parametrize("n", [64, 50, 7])
+def test_e2mc_terms_match_algorithm_1(n):
+    z = torch.randn(n, 16, dtype=torch.float64)
+    for space in ("hypercube", "hypersphere"):
+        entropy, covariance = reference_max_ent_criterion(z, space)
+        terms = O.e2mc(z, space=space)
+        torch.testing.assert_close(terms["entropy"], entropy)
+        torch.testing.assert_close(terms["covariance"], covariance)
+    torch.testing.assert_close(O.m_spacings_entropy(z), reference_m_spacings_estimator(z))
+    # a column of spacings near 1e-7: the floor is part of the estimator, not a detail
+    tight = torch.rand(n, 2, dtype=torch.float64) * 1e-6
+    torch.testing.assert_close(O.m_spacings_entropy(tight), reference_m_spacings_estimator(tight))
     with pytest.raises(ValueError, match="space"):
         O.e2mc(z, space="torus")
+
+
+def test_e2mc_hypersphere_makes_standard_normal_coordinates_uniform():
+    n, d = 20000, 3
+    big = O.e2mc(torch.randn(n, d, dtype=torch.float64), space="hypersphere")
+    expected = uniform_m_spacings_mean(n, round(math.sqrt(n)))
+    assert abs(big["entropy"].item() - expected) < 5 * M_SPACINGS_SD_20000 / math.sqrt(d)
 
 
 def reference_barlow(z1, z2, lambd):
@@ -194,6 +237,14 @@ def test_swapped_prediction_is_cross_entropy_of_swapped_views():
     s3 = torch.randn(8, 5)
     multi = O.swapped_prediction([w1, w2], [s1, s2, s3])
     torch.testing.assert_close(multi, (ce(w1, s2) + ce(w1, s3) + ce(w2, s1) + ce(w2, s3)) / 4)
+
+
+def test_swapped_prediction_targets_carry_no_gradient():
+    target_logits = torch.randn(8, 5, requires_grad=True)
+    s1, s2 = torch.randn(8, 5, requires_grad=True), torch.randn(8, 5, requires_grad=True)
+    w = torch.softmax(target_logits, 1)
+    O.swapped_prediction([w, w], [s1, s2]).backward()
+    assert target_logits.grad is None and s1.grad is not None and s2.grad is not None
 
 
 @pytest.mark.parametrize("rescale", ["softmax", "sigmoid"])
