@@ -23,3 +23,40 @@ def run(rank, world, init_file, inputs, out_queue):
         out_queue.put((rank, {k: v.numpy() for k, v in result.items()}))  # by value: the sender exits first
     finally:
         dist.destroy_process_group()
+
+
+class TinyEncoder(torch.nn.Module):
+    """An encoder without batch norm (so one rank of 2B and two of B see the same statistics)."""
+
+    def __init__(self, dim=12):
+        super().__init__()
+        self.net, self.dim = torch.nn.Linear(3 * 8 * 8, dim), dim
+
+    def forward(self, x):
+        from infomax.models.base import EncoderOutput
+
+        return EncoderOutput(self.net(x.flatten(1)).tanh(), None)
+
+
+def tiny_method(name):
+    from infomax import methods
+
+    torch.manual_seed(0)
+    return methods.build(name, TinyEncoder(), projector_hidden=16, projector_out=10, projector_batch_norm=False)
+
+
+def engine_step(fabric, name, views):
+    """One optimiser step of `name` through the engine's loop on this rank's half of `views`."""
+    from infomax.config import OptimConfig, RunConfig
+    from infomax.engine.loop import Loop, Schedule
+    from infomax.engine.optim import build_optimiser
+
+    method = tiny_method(name)
+    optimiser = build_optimiser(method.stage_parameters("main"), OptimConfig(name="sgd", lr=0.5, weight_decay=0.0, momentum=0.0))
+    model, optimiser = fabric.setup(method, optimiser)
+    loop = Loop(fabric, model, {"main": optimiser}, [None], Schedule(1, 0, decay="constant"),
+                RunConfig(log_every=1000, progress=False), out=".")
+    half = [v.chunk(fabric.world_size)[fabric.global_rank] for v in views]
+    terms = loop.train_step({"views": half})
+    loss = fabric.all_reduce(terms["loss"].detach(), reduce_op="mean")
+    return {"loss": loss.item(), "params": {k: v.detach().numpy().copy() for k, v in method.state_dict().items()}}  # by value

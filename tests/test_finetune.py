@@ -11,6 +11,7 @@ from infomax.data.dataset import load_dataset
 from infomax.data.imagefolder import save_png
 from infomax.engine import finetune as finetune_module
 from infomax.engine.finetune import FinetuneConfig, finetune
+from infomax.engine.loop import Loop
 from infomax.models import build_encoder, save_encoder
 
 
@@ -34,7 +35,7 @@ def test_finetune_writes_a_complete_run(backbone, tmp_path):
     for name in ("config.json", "environment.json", "labelled.json", "head.safetensors", "metrics.json", "metrics.jsonl", "report.html"):
         assert (run / name).exists(), name
     assert metrics["test_top1"] > 30 and metrics["labelled"] == 30 and metrics["steps"] == 3 * (metrics["unlabelled"] // 128)
-    assert {"last/task", "last/critic", "last/latent", "last/augment", "last/discriminator"} <= set(metrics)
+    assert {"last/task", "last/critic", "last/latent", "last/augment", "last/discriminator/loss"} <= set(metrics)
     assert len([k for k in metrics if k.startswith("test_class/")]) == 10
     labelled = json.loads((run / "labelled.json").read_text())
     assert np.bincount(labelled["labels"]).tolist() == [3] * 10 and labelled["seed"] == 42
@@ -42,18 +43,18 @@ def test_finetune_writes_a_complete_run(backbone, tmp_path):
 
 def test_interrupted_run_resumes_to_the_same_weights(backbone, tmp_path, monkeypatch):
     finetune(_config(backbone), tmp_path / "whole", report=False)
-    original, calls = finetune_module.Trainer.train_step, {"n": 0}
+    original, calls = Loop.train_step, {"n": 0}
 
     def dying(self, batch):
         calls["n"] += 1
         if calls["n"] == 22:  # in the third epoch, after the second checkpoint
             raise KeyboardInterrupt
-        original(self, batch)
+        return original(self, batch)
 
-    monkeypatch.setattr(finetune_module.Trainer, "train_step", dying)
+    monkeypatch.setattr(Loop, "train_step", dying)
     with pytest.raises(KeyboardInterrupt):
         finetune(_config(backbone), tmp_path / "cut", report=False)
-    monkeypatch.setattr(finetune_module.Trainer, "train_step", original)
+    monkeypatch.setattr(Loop, "train_step", original)
     finetune(_config(backbone), tmp_path / "cut", resume=True, report=False)
     whole, cut = load_file(tmp_path / "whole" / "head.safetensors"), load_file(tmp_path / "cut" / "head.safetensors")
     assert all(torch.equal(whole[k], cut[k]) for k in whole)

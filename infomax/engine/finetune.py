@@ -14,25 +14,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .._validate import checks
 from ..data.dataset import load_dataset
 from ..data.features import Features, extract_features
 from ..data.subsets import DualSampler, balanced_subset, read_labels_file, save_subset
 from ..methods.fewlabel.fixmatch import FixMatch
 from ..methods.fewlabel.twinturbo import TwinTurbo, TwinTurboHead, TwinTurboLoss
 from ..runs import rundir
-from ..runs.checkpoint import load_training_state, save_training_state
-
-STATE = "state.safetensors"
 
 
 @dataclass
@@ -111,11 +104,36 @@ def build_method(config: FinetuneConfig, token_dim: int | None, dim: int, num_cl
     return TwinTurbo(head, config.loss_settings())
 
 
-def warmup_factor(step: int, warmup_steps: int, start: float) -> float:
-    """Linear warm-up from `start` x lr to 1 x lr over `warmup_steps`, then constant."""
-    if step >= warmup_steps:
-        return 1.0
-    return start + (1 - start) * step / warmup_steps
+class FeatureBatches:
+    """The dual sampler's batches as cached-feature tensors (only the views the method reads).
+
+    The augmented view of step s is cached view 1 + s mod (K - 1) (view 0 is the plain one)."""
+
+    def __init__(self, sampler: DualSampler, features: Features, labels: np.ndarray, views: tuple[str, ...]):
+        self.sampler, self.features, self.labels, self.views = sampler, features, labels, views
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def epoch(self, epoch: int, skip: int = 0):
+        for position, rows in enumerate(self.sampler.epoch(epoch)):
+            if position >= skip:
+                yield self.batch(*rows, step=epoch * len(self) + position)
+
+    def batch(self, unlabelled: np.ndarray, labelled: np.ndarray, partners: np.ndarray, step: int) -> dict:
+        features = self.features
+        batch = {"labels": torch.from_numpy(self.labels[labelled])}
+        augmented_view = 1 + step % max(features.num_views - 1, 1) if features.num_views > 1 else 0
+        sources = {"labelled": (labelled, 0), "paired": (partners, 0), "unlabelled": (unlabelled, 0), "augmented": (unlabelled, augmented_view)}
+        for name in self.views:
+            batch[f"{name}_tokens"], batch[f"{name}_pooled"] = features.load(*sources[name])
+        return batch
+
+    def state_dict(self) -> dict:
+        return {}  # the sampler is a function of (seed, epoch)
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
 
 
 class Trainer:
@@ -131,10 +149,14 @@ class Trainer:
             sample = np.sort(np.random.default_rng(0).permutation(prepared.pool)[:10_000])
             tokens, pooled = prepared.train.load(sample, 0)
             self.method.head.set_input_statistics(pooled, tokens)
-        self.optimisers = {"head": torch.optim.AdamW(self.method.head.parameters(), lr=config.lr, weight_decay=config.weight_decay)}
-        if isinstance(self.method, TwinTurbo) and config.critic > 0:
-            self.optimisers["critic"] = torch.optim.AdamW(self.method.discriminator.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        self.step, self.total_steps = 0, config.epochs * len(self.sampler)
+        self.optimisers = {stage: self._adamw(self.method.stage_parameters(stage)) for stage in self.method.stages}
+        self.step, self.total_steps, self.seconds = 0, config.epochs * len(self.sampler), 0.0
+
+    def _adamw(self, params) -> torch.optim.Optimizer:
+        optimiser = torch.optim.AdamW(params, lr=self.config.lr, weight_decay=self.config.weight_decay)
+        for group in optimiser.param_groups:
+            group["base_lr"] = self.config.lr
+        return optimiser
 
     @staticmethod
     def _labelled_subset(config: FinetuneConfig, prepared: Prepared) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -148,77 +170,24 @@ class Trainer:
         labels[rows] = given
         return labels, rows, np.setdiff1d(prepared.validation, rows)
 
-    def rows(self, index: np.ndarray, view: int) -> tuple[torch.Tensor | None, torch.Tensor]:
-        return self.prepared.train.load(index, view)
-
-    def batch(self, unlabelled: np.ndarray, labelled: np.ndarray, partners: np.ndarray) -> dict:
-        features = self.prepared.train
-        batch = {"labels": torch.from_numpy(self.labels[labelled])}
-        augmented_view = 1 + self.step % max(features.num_views - 1, 1) if features.num_views > 1 else 0
-        sources = {"labelled": (labelled, 0), "paired": (partners, 0), "unlabelled": (unlabelled, 0), "augmented": (unlabelled, augmented_view)}
-        for name in self.method.views:  # only what the method's active terms read
-            batch[f"{name}_tokens"], batch[f"{name}_pooled"] = self.rows(*sources[name])
-        return batch
-
     def train(self, resume: bool) -> None:
-        if resume and (self.out / STATE).exists():
-            counters = load_training_state(self.out / STATE, {"method": self.method}, self.optimisers)
-            self.step = counters["step"]
-            rundir.truncate_log(self.out, self.step)
+        """The head on the engine's loop: one Fabric process on the CPU, warm-up then constant lr,
+        a checkpoint at every epoch end."""
+        from lightning.fabric import Fabric
+
+        from ..config import RunConfig
+        from .loop import Loop, Schedule
+
         save_subset(self.out / "labelled.json", self.labelled, self.labels, dataset=self.config.dataset, split="train", seed=self.config.seed)
-        started = time.perf_counter()
-        self._progress = (started, started, self.step)  # (start, last shown, step at start)
-        per_epoch = len(self.sampler)
-        while self.step < self.total_steps:
-            epoch, skip = divmod(self.step, per_epoch)
-            for position, rows in enumerate(self.sampler.epoch(epoch)):
-                if position < skip:
-                    continue
-                self.train_step(self.batch(*rows))
-            save_training_state(self.out / STATE, {"method": self.method}, self.optimisers, {"step": self.step, "epoch": epoch + 1})
-        self.seconds = time.perf_counter() - started
-
-    def train_step(self, batch: dict) -> None:
-        factor = warmup_factor(self.step, self.config.warmup_steps, self.config.warmup_start)
-        for optimiser in self.optimisers.values():
-            for group in optimiser.param_groups:
-                group["lr"] = self.config.lr * factor
-        self.method.train()
-        with checks(False):  # one finiteness check per step below, not one host sync per term
-            terms = self.method.head_loss(batch)
-        if not torch.isfinite(terms["total"]):
-            raise FloatingPointError(f"step {self.step}: the loss is {float(terms['total'])}; lower --lr or check the features.")
-        head = self.optimisers["head"]
-        head.zero_grad(set_to_none=True)
-        terms["total"].backward()
-        logging = (self.step + 1) % self.config.log_every == 0 or self.step + 1 == self.total_steps
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.method.head.parameters(), math.inf) if logging else None
-        head.step()
-        if "critic" in self.optimisers:
-            critic = self.optimisers["critic"]
-            critic.zero_grad(set_to_none=True)
-            terms["discriminator"] = self.method.critic_loss(batch, fakes=self.method.last_fakes)
-            terms["discriminator"].backward()
-            critic.step()
-        self.step += 1
-        if logging:
-            record = {"step": self.step, "lr": self.config.lr * factor, "grad_norm": float(grad_norm)}
-            record.update({f"loss/{k}": float(v.detach()) for k, v in terms.items()})
-            rundir.log_metrics(self.out, record)
-            self._show_progress(record["loss/total"])
-        self.last_terms = {k: v.detach() for k, v in terms.items()}  # read once, at the end
-
-    def _show_progress(self, loss: float) -> None:
-        """One line of step, loss, rate and ETA to stderr, at most every 5 seconds."""
-        now = time.perf_counter()
-        started, shown, first_step = self._progress
-        if now - shown < 5 and self.step != self.total_steps:
-            return
-        rate = (self.step - first_step) / max(now - started, 1e-9)
-        eta = (self.total_steps - self.step) / max(rate, 1e-9)
-        print(f"[finetune] step {self.step}/{self.total_steps}, loss {loss:.4f}, {rate:.1f} steps/s, ETA {eta:.0f}s",
-              file=sys.stderr, flush=True)
-        self._progress = (started, now, first_step)
+        fabric = Fabric(accelerator="cpu", devices=1, precision="32-true")
+        model, *optimisers = fabric.setup(self.method, *self.optimisers.values())
+        schedule = Schedule(self.total_steps, self.config.warmup_steps, self.config.warmup_start, decay="constant")
+        run = RunConfig(log_every=self.config.log_every, checkpoint_every=2**62, knn_every=0)
+        batches = FeatureBatches(self.sampler, self.prepared.train, self.labels, self.method.views)
+        self.loop = Loop(fabric, model, dict(zip(self.optimisers, optimisers)), batches, schedule, run, self.out, name="finetune")
+        summary = self.loop.fit(resume)
+        self.step, self.seconds = summary["steps"], summary["seconds"]
+        self.last_terms = {k: v.detach() for k, v in self.loop.last_terms.items() if not k.startswith("_")}
 
     @torch.no_grad()
     def predict(self, features: Features, rows: np.ndarray | None = None) -> torch.Tensor:

@@ -79,7 +79,7 @@ class Loop:
     def train_step(self, batch) -> dict[str, torch.Tensor]:
         factor = self.schedule.factor(self.step)
         logging = (self.step + 1) % self.run.log_every == 0 or self.step + 1 == self.schedule.total_steps
-        carry, record = None, {}
+        carry, record, last = None, {}, {}
         self.model.train()
         for stage in self.method.stages:
             optimiser = self.optimisers[stage]
@@ -92,18 +92,23 @@ class Loop:
             if self.clip_grad:
                 self.fabric.clip_gradients(self.model, optimiser, max_norm=self.clip_grad)
             if logging:
-                record[_key(stage, "grad_norm")] = _grad_norm(optimiser)
-                record[_key(stage, "lr")] = lr
+                record[self._key(stage, "grad_norm")] = _grad_norm(optimiser)
+                record[self._key(stage, "lr")] = lr
             optimiser.step()
-            record.update({_key(stage, "loss" if k == "loss" else f"loss/{k}"): v.detach()
+            record.update({self._key(stage, "loss" if k == "loss" else f"loss/{k}"): v.detach()
                            for k, v in terms.items() if not k.startswith("_")})
+            last.update({self._key(stage, k): v for k, v in terms.items()})
             carry = terms
         self.method.on_step_end(self.step, self.schedule.total_steps)
         self.step += 1
-        self.last_terms = carry
+        self.last_terms = last  # every stage's terms, named as in the log
         if logging:
             self._log(record, carry)
         return carry
+
+    def _key(self, stage: str, name: str) -> str:
+        """Metric names: the first stage's plain ("loss", "loss/task"), later stages' prefixed ("critic/loss")."""
+        return name if stage == self.method.stages[0] else f"{stage}/{name}"
 
     def _check_finite(self, terms: dict, stage: str) -> None:
         bad = torch.stack([~torch.isfinite(terms["loss"].detach()).all()]).float()
@@ -249,10 +254,6 @@ class Loop:
         print(f"[{self.name}] step {self.step}/{self.schedule.total_steps}, loss {record['loss']:.4f}, "
               f"{rate:.2f} steps/s, ETA {_clock(eta)}", file=sys.stderr, flush=True)
         self._shown = now
-
-
-def _key(stage: str, name: str) -> str:
-    return name if stage in ("main",) else f"{stage}/{name}"
 
 
 def _grad_norm(optimiser) -> torch.Tensor:

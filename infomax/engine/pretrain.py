@@ -114,7 +114,10 @@ def split_rows(labels: np.ndarray, holdout: int, bank: int, batch_size: int) -> 
     return np.sort(rest), np.sort(rest[:bank]), np.sort(query)
 
 
-def build_method(config: C.TrainConfig, world: int):
+def build_method(config: C.TrainConfig, world: int, device_type: str = "cpu"):
+    """The method around its encoder. Under DDP on CUDA, batch norm is synchronised for methods that
+    communicate (SimCLR, Barlow Twins, VICReg: their papers' global BN); SMI keeps per-device BN by
+    design; on CPU (gloo) torch has no synchronised BN, so BN statistics stay per process."""
     from ..models import build_encoder
 
     encoder = build_encoder(config.model.backbone, **config.model.options)
@@ -122,7 +125,7 @@ def build_method(config: C.TrainConfig, world: int):
         method = methods.build(config.method_name, encoder, config.method)
     except TypeError as error:
         raise ValueError(f"method {config.method_name}: {error}") from None
-    if world > 1 and method.communicates:
+    if world > 1 and method.communicates and device_type == "cuda":
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     return method
 
@@ -148,7 +151,7 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
             check_resume(config, out)
     fabric.launch()
     torch.manual_seed(run.seed)  # the same initial weights on every rank
-    method = build_method(config, fabric.world_size)
+    method = build_method(config, fabric.world_size, fabric.device.type)
     if fabric.device.type == "cuda":
         method = method.to(memory_format=torch.channels_last)
     if fabric.global_rank == 0:

@@ -26,18 +26,10 @@ def default(fn, name: str):
     return inspect.signature(fn).parameters[name].default
 
 
-class Method(nn.Module):
-    name: ClassVar[str]
-    Settings: ClassVar[type]
-    default_views: ClassVar[str] = "plain"  # the view recipe of data/views.py this method trains with
-    num_views: ClassVar[int] = 2
-    min_batch: ClassVar[int] = 2  # per device
-    communicates: ClassVar[bool] = True  # gathers across ranks and synchronises batch norm under DDP
-    stages: tuple[str, ...] = ("main",)
+class Steps(nn.Module):
+    """The loop's contract (see the module docstring); the few-label heads implement only this."""
 
-    def __init__(self, encoder: nn.Module, settings):
-        super().__init__()
-        self.encoder, self.settings = encoder, settings
+    stages: tuple[str, ...] = ("main",)
 
     def forward(self, batch, stage: str = "main", carry: dict | None = None) -> dict[str, torch.Tensor]:
         return self.training_step(batch, stage, carry)
@@ -53,6 +45,21 @@ class Method(nn.Module):
 
     def on_epoch_start(self, epoch: int) -> None:
         pass
+
+
+class Method(Steps):
+    """A self-supervised method around a trainable `encoder`."""
+
+    name: ClassVar[str]
+    Settings: ClassVar[type]
+    default_views: ClassVar[str] = "plain"  # the view recipe of data/views.py this method trains with
+    num_views: ClassVar[int] = 2
+    min_batch: ClassVar[int] = 2  # per device
+    communicates: ClassVar[bool] = True  # gathers across ranks and synchronises batch norm under DDP
+
+    def __init__(self, encoder: nn.Module, settings):
+        super().__init__()
+        self.encoder, self.settings = encoder, settings
 
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:

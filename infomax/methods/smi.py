@@ -26,6 +26,6 @@ class SMI(TwoViewMethod):
 
     def objective(self, z_a, z_b):
         s = self.settings
-        terms = smi_terms(z_a, z_b, s.eps, within_view=s.within_view)
+        terms = smi_terms(z_a, z_b, s.eps, default(smi, "reduction"), s.within_view)
         redundancy = s.lambd * terms["redundancy"]
         return {"loss": terms["alignment"] + redundancy, "alignment": terms["alignment"], "redundancy": redundancy}

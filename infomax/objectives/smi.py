@@ -61,9 +61,10 @@ def smi(
 
 
 @full_precision
-def smi_terms(z_a: torch.Tensor, z_b: torch.Tensor, eps: float = 1e-3, reduction: str = "mean",
-              within_view: bool = True) -> dict[str, torch.Tensor]:
-    """SMI's two terms before weighting: "alignment" L_on and "redundancy" L_off (SMI Fig. 6 plots their ratio)."""
+def smi_terms(z_a: torch.Tensor, z_b: torch.Tensor, eps: float, reduction: str,
+              within_view: bool) -> dict[str, torch.Tensor]:
+    """SMI's two terms before weighting: "alignment" L_on and "redundancy" L_off (SMI Fig. 6 plots
+    their ratio). No defaults here: they are `smi`'s."""
     check_matrix("z_a", z_a)
     check_matrix("z_b", z_b)
     check_same_shape("z_a", z_a, "z_b", z_b)

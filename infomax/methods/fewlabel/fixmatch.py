@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..._validate import check_labels, check_matrix, check_same_shape, full_precision
+from ..base import Steps
 from .twinturbo import TwinTurboHead, encode_view
 
 
@@ -50,7 +51,7 @@ class FixMatchLoss:
                 raise ValueError(f"`{name}` must be a finite number >= 0, got {value!r} (the paper uses 0.95 and 1).")
 
 
-class FixMatch(nn.Module):
+class FixMatch(Steps):
     """The TwinTURBO head trained by FixMatch; batch keys as for TwinTurbo, with
     unlabelled_* the weak view and augmented_* the strong view."""
 
@@ -59,6 +60,12 @@ class FixMatch(nn.Module):
         self.head, self.settings = head, settings or FixMatchLoss()
 
     views = ("labelled", "unlabelled", "augmented")  # what head_loss reads
+    stages = ("head",)
+
+    def training_step(self, batch: dict, stage: str = "head", carry: dict | None = None) -> dict[str, torch.Tensor]:
+        terms = self.head_loss(batch)
+        terms["loss"] = terms.pop("total")
+        return terms
 
     def head_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """FixMatch terms for one dual minibatch; minimise "total"."""

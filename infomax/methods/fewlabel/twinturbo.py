@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..base import Steps
 from ...objectives.twinturbo import RESCALES, bin_cross, cat_cross, cat_twin, critic_losses, latent_nce
 
 TASKS = {"cat-cross": cat_cross, "cat-twin": cat_twin, "bin-cross": bin_cross}
@@ -208,16 +209,16 @@ def encode_view(head: TwinTurboHead, batch: dict, view: str, needed_for: str) ->
     return head(batch.get(f"{view}_tokens"), batch[f"{view}_pooled"])
 
 
-class TwinTurbo(nn.Module):
-    """Head + discriminator + settings, for a loop that alternates two steps.
+class TwinTurbo(Steps):
+    """Head + discriminator + settings; the loop's stages "head", then "discriminator" when lambda_C > 0.
 
     Head step: minimise `head_loss(batch)["total"]` (Eq. 17) over the head's parameters.
     The discriminator is applied there with detached parameters (functional_call), so
     the generator term's gradient flows through D into the head but leaves every
     D parameter's `.grad` untouched: one optimiser over all parameters is safe.
-    Critic step: minimise `critic_loss(batch, fakes=last_fakes)` (minus Eq. 26) over D's
+    Critic step: minimise `critic_loss(batch, fakes=terms["_fakes"])` (minus Eq. 26) over D's
     parameters; the fakes are the head step's detached logits (or a no-grad head forward),
-    so no gradient reaches the head.
+    so no gradient reaches the head. The loop hands the head stage's terms to the discriminator stage.
     Batch keys: labelled_{tokens,pooled}, labels; unlabelled_{tokens,pooled} (critic,
     augment); augmented_{tokens,pooled} (augment); paired_{tokens,pooled}: another
     labelled image of the same class per labelled image (latent). *_tokens may be
@@ -228,7 +229,20 @@ class TwinTurbo(nn.Module):
         super().__init__()
         self.head, self.settings = head, settings or TwinTurboLoss()
         self.discriminator = Discriminator(head.num_classes, disc_width)
-        self.last_fakes: torch.Tensor | None = None  # head_loss's unlabelled logits, detached
+
+    @property
+    def stages(self) -> tuple[str, ...]:
+        return ("head", "discriminator") if self.settings.lambda_critic > 0 else ("head",)
+
+    def stage_parameters(self, stage: str) -> list[nn.Parameter]:
+        return list((self.discriminator if stage == "discriminator" else self.head).parameters())
+
+    def training_step(self, batch: dict, stage: str = "head", carry: dict | None = None) -> dict[str, torch.Tensor]:
+        if stage == "discriminator":
+            return {"loss": self.critic_loss(batch, fakes=carry["_fakes"])}
+        terms = self.head_loss(batch)
+        terms["loss"] = terms.pop("total")
+        return terms
 
     @property
     def views(self) -> tuple[str, ...]:
@@ -263,7 +277,8 @@ class TwinTurbo(nn.Module):
 
     def head_loss(self, batch: dict) -> dict[str, torch.Tensor]:
         """Terms of Eq. 17 ("task", and "critic", "latent", "augment" when their weight is
-        nonzero) and "total" = task + sum of weight * term."""
+        nonzero), "total" = task + sum of weight * term, and "_fakes", the unlabelled logits
+        detached, when the critic is on (the critic step's input)."""
         s = self.settings
         if batch.get("labels") is None:
             raise ValueError("the batch lacks 'labels' for the labelled images.")
@@ -273,7 +288,7 @@ class TwinTurbo(nn.Module):
             z_unl, logits_unl = encode_view(self.head, batch, "unlabelled", "the critic and augment terms")
         if s.lambda_critic > 0:
             terms["critic"] = self._critic_terms(logits_unl, batch, frozen=True)["generator"]  # Eq. 26
-            self.last_fakes = logits_unl.detach()
+            terms["_fakes"] = logits_unl.detach()
         if s.lambda_latent > 0:
             with torch.no_grad():  # z* is a stop-gradient target (Eq. 27)
                 z_pair, _ = encode_view(self.head, batch, "paired", "the latent term (lambda_latent > 0)")
@@ -297,7 +312,7 @@ class TwinTurbo(nn.Module):
     def critic_loss(self, batch: dict, fakes: torch.Tensor | None = None) -> torch.Tensor:
         """Minus Eq. 26 for the discriminator's step, with the fakes sigma(logits) detached.
 
-        `fakes`: the unlabelled logits the head step just computed (`last_fakes`), which saves
+        `fakes`: the unlabelled logits the head step just computed (its "_fakes"), which saves
         a head forward; by default the head is run again without gradient."""
         if fakes is None:
             with torch.no_grad():
