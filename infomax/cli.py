@@ -231,9 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as stop:
+        print(f"interrupted{': ' + str(stop) if str(stop) else ''}", file=sys.stderr)
         return 130
+    except FloatingPointError as error:  # a diverged run: the message names the step, the term and the fix
+        print(f"infomax {args.verb}: {error}", file=sys.stderr)
+        return 1
     except (ValueError, FileNotFoundError, FileExistsError) as error:  # user mistakes: the message names the fix
         print(f"infomax {args.verb}: {error}", file=sys.stderr)
         return 2

@@ -130,7 +130,9 @@ def build_method(config: C.TrainConfig, world: int, device_type: str = "cpu"):
     return method
 
 
-def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrite: bool = False) -> dict:
+def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrite: bool = False, watch: tuple = ()) -> dict:
+    """Train `config`'s method into the run directory `out`; `watch`: more callables `(loop, terms) -> dict`
+    for the logged steps (a benchmark's own probes)."""
     out = Path(out)
     run = config.run
     check_devices(run, config.optim.batch_size)
@@ -154,11 +156,6 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
     method = build_method(config, fabric.world_size, fabric.device.type)
     if fabric.device.type == "cuda":
         method = method.to(memory_format=torch.channels_last)
-    if fabric.global_rank == 0:
-        out = rundir.prepare(out, resume=resume, overwrite=overwrite)
-        C.save(config, out / CONFIG)
-        _record_environment(out, fabric)
-    fabric.barrier()
     rows, bank, query = split_rows(train.labels, config.data.holdout, config.data.bank, config.optim.batch_size)
     from ..data.batches import ViewBatches
 
@@ -170,9 +167,14 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
     schedule = make_schedule(config.schedule, len(batches))
     monitors = (KNNMonitor(train, bank, query, config.data.resolution, run.knn_k, run.knn_temperature, run.knn_every),) if len(query) else ()
     loop = Loop(fabric, model, {"main": optimiser}, batches, schedule, run, out, monitors=monitors,
-                watch=(embedding_spread, redundancy_to_alignment), name=f"pretrain {config.method_name}",
+                watch=(embedding_spread, redundancy_to_alignment, *watch), name=f"pretrain {config.method_name}",
                 clip_grad=config.optim.clip_grad)
     loop.method = method
+    if fabric.global_rank == 0:  # only now, with every input checked, is anything written
+        out = rundir.prepare(out, resume=resume, overwrite=overwrite)
+        C.save(config, out / CONFIG)
+        _record_environment(out, fabric)
+    fabric.barrier()
     summary = loop.fit(resume)
     result = {"method": config.method_name, "steps": summary["steps"], "train_seconds": round(summary["seconds"], 2)}
     if fabric.global_rank == 0:

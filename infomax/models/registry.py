@@ -97,5 +97,24 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu") -> Encoder:
     if "pretrained" in config:
         config["pretrained"] = False  # the weights come from the checkpoint
     encoder = build_encoder(**config)
-    encoder.load_state_dict(load_file(str(path), device=device), strict=True)
+    try:
+        tensors = load_file(str(path), device=device)
+    except Exception as error:  # safetensors raises its own error types for damaged files
+        raise ValueError(f"{str(path)!r} is not a readable safetensors file ({error}); write it again with save_encoder.") from None
+    check_tensors(encoder, tensors, str(path))
+    encoder.load_state_dict(tensors, strict=True)
     return encoder.to(device)
+
+
+def check_tensors(module, tensors: dict, where: str) -> None:
+    """Refuse tensors that do not fit `module`, naming each missing, unexpected or mis-shaped one."""
+    expected = {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    shapes = sorted(f"{k} {tuple(tensors[k].shape)} != {expected[k]}" for k in set(expected) & set(tensors)
+                    if tuple(tensors[k].shape) != expected[k])
+    problems = [f"{label}: {', '.join(items[:6])}{' ...' if len(items) > 6 else ''}"
+                for label, items in (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if items]
+    if problems:
+        raise ValueError(f"{where} does not fit {type(module).__name__} ({'; '.join(problems)}); "
+                         "it was written for another architecture or is damaged: pass the matching encoder file.")
