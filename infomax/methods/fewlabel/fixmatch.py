@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from ..._validate import check_labels, check_matrix, check_same_shape, full_precision
 from ..base import Steps
