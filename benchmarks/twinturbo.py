@@ -40,7 +40,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # and are used unchanged for Fashion-MNIST.
 SETTINGS = dict(backbone="efficientnet-lite0", resolution=128, token_grid=0, latent_dim=512, hidden_dim=128,
                 lr=3e-4, epochs=5, batch_size=512, warmup_steps=150)
-WEIGHTS = dict(critic=10.0, latent=1.0, augment=10.0)
+WEIGHTS = {k: getattr(FinetuneConfig, k) for k in ("critic", "latent", "augment")}  # the shipped defaults
 RESOLUTION = {"cifar10": 128, "fashion-mnist": 64}
 
 

@@ -37,15 +37,13 @@ class FinetuneConfig:
     labels_file: str | None = None  # `image,class` lines; replaces the balanced draw of `labels`
     seed: int = 42
     method: str = "twinturbo"  # or "fixmatch"
-    task_loss: str = "bin-cross"
-    rescale: str = "sigmoid"
-    # Chosen on CIFAR-10's validation split (benchmarks/twinturbo_sweep.py): the paper's SVHN
-    # weights (0.001, 0.1, 0.1) and lr 5e-5 leave the head no better than the baseline there.
-    critic: float = 10.0
-    latent: float = 1.0
-    augment: float = 10.0
-    prior: str = "uniform"
-    lr: float = 3e-4
+    task_loss: str = TwinTurboLoss.task
+    rescale: str = TwinTurboLoss.rescale
+    critic: float = TwinTurboLoss.lambda_critic  # the loss weights' defaults live in TwinTurboLoss
+    latent: float = TwinTurboLoss.lambda_latent
+    augment: float = TwinTurboLoss.lambda_augment
+    prior: str = TwinTurboLoss.prior
+    lr: float = 3e-4  # chosen with the weights on CIFAR-10's validation split
     weight_decay: float = 0.01
     batch_size: int = 512
     epochs: int = 5
