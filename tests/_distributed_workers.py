@@ -45,6 +45,11 @@ def tiny_method(name):
     return methods.build(name, TinyEncoder(), projector_hidden=16, projector_out=10, projector_batch_norm=False)
 
 
+def engine_steps(fabric, names, views):
+    """{name: engine_step} for each method, in one launch of the ranks."""
+    return {name: engine_step(fabric, name, views) for name in names}
+
+
 def engine_step(fabric, name, views):
     """One optimiser step of `name` through the engine's loop on this rank's half of `views`."""
     from infomax.config import OptimConfig, RunConfig
