@@ -14,6 +14,8 @@ import tempfile
 import urllib.request
 from pathlib import Path
 
+from ..runs.atomic import replacing
+
 
 class DatasetNotFound(FileNotFoundError):
     """A dataset's files are absent; the message lists what was expected and where."""
@@ -46,21 +48,16 @@ def file_digest(path: Path, algorithm: str = "md5", decompress: bool = False) ->
 
 def download(url: str, dest: Path, md5: str | None = None) -> Path:
     """Fetch `url` to `dest` atomically: a temp file in the same folder, verified, then renamed."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            total = int(response.headers.get("Content-Length") or 0)
-            _copy_with_progress(response, out, total, dest.name)
-        if md5 is not None and (got := file_digest(tmp)) != md5:
-            raise OSError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); the download is corrupt, try again.")
-        os.replace(tmp, dest)
+        with replacing(dest, suffix=".part") as tmp:
+            with open(tmp, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
+                total = int(response.headers.get("Content-Length") or 0)
+                _copy_with_progress(response, out, total, dest.name)
+            if md5 is not None and (got := file_digest(tmp)) != md5:
+                raise OSError(f"{url}: checksum mismatch (md5 {got}, expected {md5}); the download is corrupt, try again.")
         return dest
     except OSError as error:
         raise DatasetNotFound(f"could not download {url} to {dest}: {error}. Without network, copy the file there by hand.") from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _copy_with_progress(src, dst, total: int, label: str) -> None:

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import yaml
 
+from ..runs.atomic import write_atomic
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MISSING = object()  # a key a run does not have, shown as a dash
 HIGHER_IS_BETTER = re.compile(r"top\d|acc|auc|f1|map$|miou|recall|precision")
@@ -305,8 +307,5 @@ def write_report(run_dirs: list[Path], out_path: Path, title: str | None = None)
                 f'<meta name="viewport" content="width=device-width,initial-scale=1"><title>{_e(title)}</title>'
                 f"<style>{CSS}</style></head><body>{body}</body></html>\n")
     out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
-    partial.write_text(document, encoding="utf-8")
-    os.replace(partial, out_path)  # atomic: a reader never sees half a report
+    write_atomic(out_path, document)  # a reader never sees half a report
     return out_path
