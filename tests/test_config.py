@@ -57,3 +57,12 @@ def test_method_settings_take_their_defaults_from_the_objectives():
 def test_unknown_recipe_lists_the_shipped_ones():
     with pytest.raises(ValueError, match="smi-cpu"):
         C.load_recipe("smi-cpv")
+
+
+def test_recipes_verb_lists_every_recipe_with_its_description(capsys):
+    from infomax.cli import main
+
+    assert main(["recipes"]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in printed] == C.recipe_names()
+    assert all(len(line.split()) > 3 for line in printed)
