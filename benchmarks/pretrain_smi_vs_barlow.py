@@ -99,7 +99,12 @@ def main() -> None:
     parser.add_argument("--probe-every", type=int, default=50)
     parser.add_argument("--data-root", default=str(SHARED))
     parser.add_argument("--work", default="runs/smi-vs-barlow")
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md and .png from the committed .json")
     args = parser.parse_args()
+    if args.render_only:
+        record = json.loads((RESULTS / "pretrain_smi_vs_barlow.json").read_text())
+        args.budget, args.seeds = record["budget_cpu_s"], ",".join(sorted({str(r["seed"]) for r in record["runs"]}))
+        return write(record["runs"], args, record["cpu_s_per_step"], record["machine"])
     work = Path(args.work)
     train, test = load_dataset("cifar10", "train", args.data_root), load_dataset("cifar10", "test", args.data_root)
     methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
@@ -123,8 +128,13 @@ def main() -> None:
     write(runs, args, per_step)
 
 
-def write(runs: list[dict], args, per_step: dict) -> None:
-    facts = machine(torch.device("cpu"))
+def at_time(curve: list[dict], cpu_s: float) -> float:
+    """kNN top-1 linearly interpolated at `cpu_s` of training."""
+    return float(np.interp(cpu_s, [p["cpu_s"] for p in curve], [p["knn_top1"] for p in curve]))
+
+
+def write(runs: list[dict], args, per_step: dict, facts: dict | None = None) -> None:
+    facts = facts or machine(torch.device("cpu"))
     stem = RESULTS / "pretrain_smi_vs_barlow"
     Path(f"{stem}.json").write_text(json.dumps({"machine": facts, "budget_cpu_s": args.budget, "cpu_s_per_step": per_step, "runs": runs}, indent=1))
     by_method: dict[str, list[dict]] = {}
@@ -135,12 +145,20 @@ def write(runs: list[dict], args, per_step: dict) -> None:
              f"{facts['cpu']}, {facts['torch_threads']} threads, {facts['date']}; budget {args.budget:.0f} process CPU-seconds of training "
              f"per run; seeds {args.seeds}. kNN (k=20, T=0.07) from 10,000 training images to the 10,000 test images. "
              "Rerun: `python benchmarks/pretrain_smi_vs_barlow.py`.", "",
-             "| method | CPU-s / step | steps | untrained kNN | final kNN (mean ± std) | wall minutes / run |", "|---|---|---|---|---|---|"]
+             "Each method's step count comes from a pilot's CPU-s per step; the runs then used somewhat different "
+             "CPU time, so the comparison column interpolates every curve at the time the shortest run reached.", ""]
+    common = min(r["curve"][-1]["cpu_s"] for r in runs)
+    lines += [f"| method | CPU-s / step (pilot) | steps | untrained kNN | kNN at {common:.0f} CPU-s (mean ± std) | final kNN | "
+              "training CPU-s | wall minutes / run |", "|---|---|---|---|---|---|---|---|"]
     for method, group in by_method.items():
         first = [r["curve"][0]["knn_top1"] for r in group]
         last = [r["curve"][-1]["knn_top1"] for r in group]
+        equal = [at_time(r["curve"], common) for r in group]
+        cpu = statistics.fmean(r["curve"][-1]["cpu_s"] for r in group)
         wall = statistics.fmean(r["curve"][-1]["wall_s"] for r in group) / 60
-        lines.append(f"| {method} | {per_step[method]:.2f} | {group[0]['steps']} | {fmt(first)} | {fmt(last)} | {wall:.1f} |")
+        lines.append(f"| {method} | {per_step[method]:.2f} | {group[0]['steps']} | {fmt(first)} | {fmt(equal)} | {fmt(last)} | "
+                     f"{cpu:.0f} | {wall:.1f} |")
+    lines += ["", f"Seeds per method: {', '.join(f'{m} {len(g)}' for m, g in by_method.items())}."]
     Path(f"{stem}.md").write_text("\n".join(lines) + "\n")
     plot(by_method, f"{stem}.png")
     print("\n".join(lines), flush=True)

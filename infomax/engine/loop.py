@@ -107,7 +107,7 @@ class Loop:
         return carry
 
     def _key(self, stage: str, name: str) -> str:
-        """Metric names: the first stage's plain ("loss", "loss/task"), later stages' prefixed ("critic/loss")."""
+        """Metric names: the first stage's plain ("loss", "loss/task"), later stages' prefixed ("discriminator/loss")."""
         return name if stage == self.method.stages[0] else f"{stage}/{name}"
 
     def _check_finite(self, terms: dict, stage: str) -> None:
@@ -126,7 +126,8 @@ class Loop:
         values = {k: float(v) for k, v in record.items()}
         if self.fabric.world_size > 1:  # the mean over ranks of what each rank saw
             keys = sorted(values)
-            mean = self.fabric.all_reduce(torch.tensor([values[k] for k in keys], dtype=torch.float64), reduce_op="mean")
+            mean = self.fabric.all_reduce(torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.fabric.device),
+                                          reduce_op="mean")
             values = dict(zip(keys, mean.tolist()))
         epoch = self.step / max(len(self.batches), 1)
         self.emit({"step": self.step, "epoch": round(epoch, 4), **values})
@@ -174,7 +175,7 @@ class Loop:
         return {"steps": self.step, "seconds": self.seconds}
 
     def _after_step(self) -> None:
-        stop = torch.tensor([float(self._stop or 0)])
+        stop = torch.tensor([float(self._stop or 0)], device=self.fabric.device)
         if self.fabric.world_size > 1:
             stop = self.fabric.all_reduce(stop, reduce_op="sum")
         if float(stop) > 0:
