@@ -124,11 +124,38 @@ def test_labels_file_chooses_the_labelled_images_and_leaves_validation(backbone,
     given = [(c + 1) % 10 if r == rows[0] else c for r, c in zip(rows, np.repeat(np.arange(10), 2))]  # one relabelled image
     names = train.classes
     (tmp_path / "labels.csv").write_text("image,class\n" + "".join(f"{r},{names[c]}\n" for r, c in zip(rows, given)))
-    config = _config(backbone, labels_file=str(tmp_path / "labels.csv"))
+    config = _config(backbone, labels=FinetuneConfig.labels, labels_file=str(tmp_path / "labels.csv"))
     trainer = finetune_module.Trainer(config, finetune_module.prepare_features(config, progress=False), tmp_path / "run")
     assert sorted(trainer.labelled.tolist()) == sorted(rows)
     assert trainer.labels[rows[0]] == given[0] != train.labels[rows[0]]
     assert not set(rows) & set(trainer.validation.tolist()) and not set(rows) & set(trainer.unlabelled.tolist())
     (tmp_path / "bad.csv").write_text("0,eleven\n")
     with pytest.raises(ValueError, match="unknown class 'eleven'"):
-        finetune(_config(backbone, labels_file=str(tmp_path / "bad.csv")), tmp_path / "bad", report=False)
+        finetune(_config(backbone, labels=FinetuneConfig.labels, labels_file=str(tmp_path / "bad.csv")), tmp_path / "bad", report=False)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"epochs": 0}, "--epochs must be at least 1"),
+    ({"epochs": -2}, "--epochs must be at least 1"),
+    ({"lr": 0.0}, "--lr must be a positive"),
+    ({"lr": 1e6}, "--lr must be a positive"),
+    ({"resolution": 0}, "--resolution must be at least 8"),
+    ({"views": 0}, "--views 0 leaves no augmented view"),
+    ({"labels_file": "x.csv", "labels": 30}, "--labels and --labels-file"),
+])
+def test_nonsense_settings_are_refused_before_anything_is_written(backbone, tmp_path, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        finetune(_config(backbone, **overrides), tmp_path / "run", report=False)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_failed_run_leaves_no_directory_and_resume_refuses_other_settings(backbone, tmp_path):
+    with pytest.raises(ValueError, match="cannot cover 10 classes"):
+        finetune(_config(backbone, labels=5), tmp_path / "run", report=False)
+    assert not (tmp_path / "run").exists()  # so the corrected command is not refused as "already holds a run"
+    finetune(_config(backbone, epochs=1), tmp_path / "run", report=False)
+    with pytest.raises(ValueError, match=r"labels: 30 -> 40"):
+        finetune(_config(backbone, epochs=1, labels=40), tmp_path / "run", resume=True, report=False)
+    metrics = finetune(_config(backbone, epochs=2), tmp_path / "run", resume=True, report=False)  # more epochs: allowed
+    environment = json.loads((tmp_path / "run" / "environment.json").read_text())
+    assert len(environment["segments"]) == 2 and metrics["steps"] == 2 * (metrics["unlabelled"] // 128)

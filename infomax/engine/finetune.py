@@ -222,11 +222,15 @@ def save_head(trainer: Trainer, path: Path, channels: int) -> None:
 
 def finetune(config: FinetuneConfig, out: Path, *, resume: bool = False, overwrite: bool = False,
              prepared: Prepared | None = None, report: bool = True) -> dict:
-    out = rundir.prepare(out, resume=resume, overwrite=overwrite)
-    rundir.write_json(out / "config.json", dataclasses.asdict(config))
-    rundir.write_json(out / "environment.json", rundir.environment())
+    check_settings(config)
+    rundir.check_target(out, resume=resume, overwrite=overwrite)
+    if resume and (Path(out) / "config.json").exists():
+        check_resume(config, Path(out) / "config.json")
     prepared = prepared or prepare_features(config)
-    trainer = Trainer(config, prepared, out)
+    trainer = Trainer(config, prepared, Path(out))  # every input is checked before anything is written
+    out = trainer.out = rundir.prepare(out, resume=resume, overwrite=overwrite)
+    rundir.write_json(out / "config.json", dataclasses.asdict(config))
+    rundir.record_environment(out)
     trainer.train(resume)
     metrics = trainer.evaluate()
     save_head(trainer, out / "head.safetensors", prepared.channels)
@@ -234,6 +238,34 @@ def finetune(config: FinetuneConfig, out: Path, *, resume: bool = False, overwri
     if report:
         write_run_report(out)
     return metrics
+
+
+RESUMABLE = {"epochs", "log_every", "data_root", "feature_batch"}  # may differ on --resume; nothing else may
+
+
+def check_resume(config: FinetuneConfig, saved_path: Path) -> None:
+    saved, asked = json.loads(saved_path.read_text()), dataclasses.asdict(config)
+    changed = sorted(k for k in saved.keys() | asked.keys() if saved.get(k) != asked.get(k) and k not in RESUMABLE)
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {asked.get(k)!r}" for k in changed)
+        raise ValueError(f"--resume: these settings differ from the run's config.json: {detail}. Only "
+                         f"{', '.join(sorted(RESUMABLE))} may change; start a new run (another --out) for the rest.")
+
+
+def check_settings(config: FinetuneConfig) -> None:
+    """Refuse settings that would run but mean nothing, naming the fix."""
+    for name in ("epochs", "batch_size", "labels"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(config, name)}.")
+    if not (config.lr > 0 and config.lr < 1e3):
+        raise ValueError(f"--lr must be a positive learning rate below 1000, got {config.lr}.")
+    if config.resolution is not None and config.resolution < 8:
+        raise ValueError(f"--resolution must be at least 8 pixels (or left out for the backbone's own), got {config.resolution}.")
+    if config.views < 1 and (config.method == "fixmatch" or config.augment > 0):
+        raise ValueError(f"--views {config.views} leaves no augmented view for the augment term or FixMatch's strong view; "
+                         "use --views 1 or more, or --augment 0 with --method twinturbo.")
+    if config.labels_file and config.labels != FinetuneConfig.labels:
+        raise ValueError("--labels and --labels-file both choose the labelled images; pass one of them.")
 
 
 def write_run_report(out: Path) -> Path:

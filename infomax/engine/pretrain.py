@@ -8,7 +8,6 @@ and encoder.safetensors, which `evaluate`, `analyze` and `finetune --backbone` a
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -173,7 +172,7 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
     if fabric.global_rank == 0:  # only now, with every input checked, is anything written
         out = rundir.prepare(out, resume=resume, overwrite=overwrite)
         C.save(config, out / CONFIG)
-        _record_environment(out, fabric)
+        rundir.record_environment(out, world_size=fabric.world_size, device=str(fabric.device))
     fabric.barrier()
     summary = loop.fit(resume)
     result = {"method": config.method_name, "steps": summary["steps"], "train_seconds": round(summary["seconds"], 2)}
@@ -199,16 +198,6 @@ def make_schedule(schedule: C.ScheduleConfig, per_epoch: int) -> Schedule:
     total = min(total, schedule.max_steps) if schedule.max_steps else total
     warmup = schedule.warmup_steps if schedule.warmup_steps is not None else round(schedule.warmup_epochs * per_epoch)
     return Schedule(total, min(warmup, total), schedule.warmup_start, schedule.decay, schedule.final_factor)
-
-
-def _record_environment(out: Path, fabric) -> None:
-    """environment.json keeps one entry per segment of the run (a resume adds one, never overwrites)."""
-    import json
-
-    path = out / "environment.json"
-    segments = json.loads(path.read_text()).get("segments", []) if path.exists() else []
-    env = {**rundir.environment(), "world_size": fabric.world_size, "device": str(fabric.device), "started": time.time()}
-    rundir.write_json(path, {**env, "segments": [*segments, env]})
 
 
 def _write_report(out: Path) -> None:

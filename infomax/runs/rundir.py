@@ -72,6 +72,17 @@ def environment() -> dict:
     }
 
 
+def record_environment(out: Path, **extra) -> None:
+    """environment.json: this segment's environment, with every earlier segment of the run kept (a resume adds one)."""
+    path = Path(out) / "environment.json"
+    try:
+        segments = json.loads(path.read_text()).get("segments", []) if path.exists() else []
+    except (json.JSONDecodeError, AttributeError):
+        segments = []
+    now = {**environment(), **extra}
+    write_json(path, {**now, "segments": [*segments, now]})
+
+
 def log_metrics(out: Path, record: dict) -> None:
     """Append one JSON line; a reader tolerates a truncated last line left by a kill."""
     with open(out / METRICS_LOG, "a") as f:
