@@ -175,8 +175,16 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", default="efficientnet-lite0", help="efficientnet-lite0, hf:<model id>, or a .safetensors encoder of ours")
     p.add_argument("--dataset", required=True)
     p.add_argument("--data-root", metavar="DIR")
-    for name, kind in (("lr", float), ("epochs", int), ("batch-size", int), ("resolution", int), ("views", int), ("token-grid", int)):
-        p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind)
+    from .engine.finetune import FinetuneConfig
+
+    texts = {"lr": "AdamW learning rate", "epochs": "passes over the unlabelled images", "batch-size": "unlabelled images per step",
+             "resolution": "side the backbone sees (default: the backbone's own input size)",
+             "views": "augmented views cached per image", "token-grid": "patch tokens pooled to a G x G grid (0: no token block)",
+             "warmup-steps": "linear warm-up steps (shortened to a tenth of a run shorter than twice this)"}
+    for name, kind in (("lr", float), ("epochs", int), ("batch-size", int), ("resolution", int), ("views", int),
+                       ("token-grid", int), ("warmup-steps", int)):
+        default = getattr(FinetuneConfig, name.replace("-", "_"))
+        p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind, help=f"{texts[name]} (default {default})")
     for term in ("critic", "latent", "augment"):
         p.add_argument(f"--{term}", type=float, metavar="WEIGHT", help=f"weight of the {term} term (0 turns it off)")
     p.add_argument("--out", required=True, metavar="DIR")
@@ -194,7 +202,7 @@ def add_finetune(verbs) -> None:
     p.add_argument("--labels", type=int, default=100, help="labelled images, balanced over classes (default 100)")
     p.add_argument("--labels-file", dest="labels_file", metavar="CSV",
                    help="`image,class` lines (training-split row, class name or id) instead of a balanced draw")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--seed", type=int, default=42, help="seeds the labelled draw and the head (default 42)")
     p.add_argument("--method", choices=["twinturbo", "fixmatch"])
     p.add_argument("--task-loss", dest="task_loss", choices=["cat-cross", "cat-twin", "bin-cross"])
     p.add_argument("--rescale", choices=["softmax", "sigmoid"])

@@ -159,3 +159,25 @@ def test_a_failed_run_leaves_no_directory_and_resume_refuses_other_settings(back
     metrics = finetune(_config(backbone, epochs=2), tmp_path / "run", resume=True, report=False)  # more epochs: allowed
     environment = json.loads((tmp_path / "run" / "environment.json").read_text())
     assert len(environment["segments"]) == 2 and metrics["steps"] == 2 * (metrics["unlabelled"] // 128)
+
+
+def test_a_warm_up_longer_than_the_run_is_shortened_and_said(backbone, tmp_path, capsys):
+    metrics = finetune(_config(backbone, epochs=1, warmup_steps=150), tmp_path / "run", report=False)
+    assert f"warming up over {metrics['steps'] // 10} steps" in capsys.readouterr().err
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert lrs[-1] == pytest.approx(3e-3)  # the run reached its lr instead of ending at a few % of it
+
+
+def test_ablate_reuses_a_finished_sub_run_only_with_the_same_config(tmp_path, monkeypatch):
+    from infomax.engine import ablate as ablate_module
+
+    calls = []
+    monkeypatch.setattr(ablate_module, "finetune", lambda config, run_dir, **kw: calls.append(config.lr) or {"test_top1": 1.0})
+    run = tmp_path / "sub"
+    run.mkdir()
+    asked = FinetuneConfig(lr=1e-3)
+    (run / "metrics.json").write_text(json.dumps({"test_top1": 50.0}))
+    (run / "config.json").write_text(json.dumps(FinetuneConfig(lr=3e-4).__dict__))
+    assert ablate_module._one(asked, run, None)["test_top1"] == 1.0 and calls == [1e-3]  # other settings: trained again
+    (run / "config.json").write_text(json.dumps(asked.__dict__))
+    assert ablate_module._one(asked, run, None)["test_top1"] == 50.0 and calls == [1e-3]  # same settings: reused

@@ -49,8 +49,11 @@ def _slug(name: str) -> str:
 
 
 def _one(config: FinetuneConfig, run_dir: Path, prepared) -> dict:
-    if (run_dir / "metrics.json").exists():
-        return json.loads((run_dir / "metrics.json").read_text())
+    """A finished sub-run is reused only when its recorded config is the one asked for."""
+    done = run_dir / "metrics.json"
+    if done.exists() and (run_dir / "config.json").exists():
+        if json.loads((run_dir / "config.json").read_text()) == json.loads(json.dumps(dataclasses.asdict(config), default=str)):
+            return json.loads(done.read_text())
     return finetune(config, run_dir, overwrite=True, prepared=prepared, report=False)
 
 

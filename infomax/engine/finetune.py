@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,7 +180,12 @@ class Trainer:
         save_subset(self.out / "labelled.json", self.labelled, self.labels, dataset=self.config.dataset, split="train", seed=self.config.seed)
         fabric = Fabric(accelerator="cpu", devices=1, precision="32-true")
         model, *optimisers = fabric.setup(self.method, *self.optimisers.values())
-        schedule = Schedule(self.total_steps, self.config.warmup_steps, self.config.warmup_start, decay="constant")
+        warmup = self.config.warmup_steps
+        if warmup > self.total_steps // 2:
+            warmup = self.total_steps // 10
+            print(f"[finetune] the {self.config.warmup_steps}-step warm-up would take most of this {self.total_steps}-step run; "
+                  f"warming up over {warmup} steps instead (set --warmup-steps to choose).", file=sys.stderr, flush=True)
+        schedule = Schedule(self.total_steps, warmup, self.config.warmup_start, decay="constant")
         run = RunConfig(log_every=self.config.log_every, checkpoint_every=2**62, knn_every=0)
         batches = FeatureBatches(self.sampler, self.prepared.train, self.labels, self.method.views)
         self.loop = Loop(fabric, model, dict(zip(self.optimisers, optimisers)), batches, schedule, run, self.out, name="finetune")
