@@ -73,7 +73,7 @@ def test_interrupted_extraction_resumes_to_the_same_bytes(encoder, toy, tmp_path
     monkeypatch.setattr(type(encoder), "encode", dying)
     with pytest.raises(KeyboardInterrupt):
         _extract(encoder, toy, tmp_path / "b")
-    folder = next((tmp_path / "b" / "features").iterdir())
+    folder = next(p for p in (tmp_path / "b" / "features").iterdir() if p.is_dir())
     assert json.loads((folder / "progress.json").read_text())["done"] == 16
     assert not (folder / "manifest.json").exists()
     monkeypatch.setattr(type(encoder), "encode", original)
@@ -110,3 +110,36 @@ def test_an_interrupted_extraction_with_other_tokens_starts_over(encoder, toy, t
     features = _extract(encoder, toy, tmp_path, views=0, token_grid=2)
     reference = _extract(encoder, toy, tmp_path / "fresh", views=0, token_grid=2)
     assert np.array_equal(features.groups[0][1], reference.groups[0][1])
+
+
+def test_each_token_grid_keeps_its_own_entry_and_a_grid_free_request_shares_any(encoder, toy, tmp_path, monkeypatch):
+    two = _extract(encoder, toy, tmp_path, views=0, token_grid=2)
+    one = _extract(encoder, toy, tmp_path, views=0, token_grid=1)
+    assert two.folders != one.folders and all(f.exists() for f in two.folders + one.folders)
+    monkeypatch.setattr(type(encoder), "encode", lambda self, x: (_ for _ in ()).throw(AssertionError("recomputed")))
+    assert _extract(encoder, toy, tmp_path, views=0, token_grid=2).folders == two.folders  # not replaced by grid 1
+    assert _extract(encoder, toy, tmp_path, views=0, token_grid=0).folders[0] in two.folders + one.folders
+
+
+def test_concurrent_extractions_of_one_entry_run_once_and_both_read_it_whole(encoder, toy, tmp_path, monkeypatch):
+    import threading
+    import time
+
+    from infomax.data import features as features_module
+
+    runs, original = [], features_module._Extraction.run
+
+    def slow(self):
+        runs.append(self.folder)
+        time.sleep(0.5)  # long enough for the other thread to arrive while this one writes
+        original(self)
+
+    monkeypatch.setattr(features_module._Extraction, "run", slow)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(_extract(encoder, toy, tmp_path, views=0))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(runs) == 1 and len(results) == 2
+    assert np.array_equal(results[0].pooled(0), results[1].pooled(0))

@@ -14,11 +14,11 @@ one would. `manifest.json` appears last and marks the cache complete.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import re
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -130,23 +130,50 @@ def extract_features(encoder: Encoder, dataset: Dataset, *, resolution: int | No
     folders = []
     for spec in specs:
         key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
-        folder = root / f"{label}-{spec['group']}-{key}"
-        if not _serves(folder, token_grid):
-            _Extraction(encoder, dataset, {**spec, "token_grid": token_grid}, augment, folder, torch.device(device), progress, batch_size).run()
+        stem = root / f"{label}-{spec['group']}-{key}"
+        folder = _serving(stem, token_grid)
+        if folder is None:
+            folder = stem.with_name(f"{stem.name}-grid{'native' if token_grid is None else token_grid}")
+            with _locked(folder):  # a concurrent run extracting the same entry waits, then finds it complete
+                if not _complete(folder):
+                    _Extraction(encoder, dataset, {**spec, "token_grid": token_grid}, augment, folder, torch.device(device),
+                                progress, batch_size).run()
         folders.append(folder)
     return open_features(folders, keep_tokens=token_grid != 0)
 
 
-def _serves(folder: Path, token_grid: int | None) -> bool:
-    """A complete entry serves the request if it has the asked tokens, or tokens are not asked."""
-    manifest = folder / "manifest.json"
-    if not manifest.exists():
-        return False
-    stored = json.loads(manifest.read_text())["token_grid"]
-    if token_grid == 0 or stored == token_grid:
-        return True
-    shutil.rmtree(folder)  # to be extracted again with the asked tokens
-    return False
+def _complete(folder: Path) -> bool:
+    return (folder / "manifest.json").exists()
+
+
+def _serving(stem: Path, token_grid: int | None) -> Path | None:
+    """A complete entry of this spec with the asked tokens (any, when no tokens are asked), or None.
+
+    Each token grid has its own entry (`<stem>-grid<G>`), so runs with different grids neither
+    replace each other's features nor read a half-written one; `<stem>` is the older, unsuffixed name."""
+    candidates = [stem.with_name(f"{stem.name}-grid{'native' if token_grid is None else token_grid}"), stem]
+    if token_grid == 0:
+        candidates += sorted(stem.parent.glob(f"{stem.name}-grid*"))
+    for folder in candidates:
+        if _complete(folder):
+            stored = json.loads((folder / "manifest.json").read_text())["token_grid"]
+            if token_grid == 0 or stored == token_grid:
+                return folder
+    return None
+
+
+@contextlib.contextmanager
+def _locked(folder: Path):
+    """An exclusive lock on `folder`'s entry (fcntl on a sibling .lock file) for the length of the block."""
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.with_name(folder.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def open_features(folders: list[Path], keep_tokens: bool = True) -> Features:
