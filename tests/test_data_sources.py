@@ -218,3 +218,15 @@ def test_data_check_reports_checksum_mismatch_and_missing_data(tmp_path, capsys)
     assert summary["splits"]["train"]["images"] == 10 and "MISMATCH" in summary["checksums"]["cifar-10-python.tar.gz"]
     assert main(["data", "check", "svhn", "--data-root", str(tmp_path)]) == 1
     assert "svhn/{train,test,extra}_32x32.mat" in json.loads(capsys.readouterr().out)["error"]
+
+
+def test_imagefolder_splits_are_labelled_by_the_train_classes_by_name(tmp_path, capsys):
+    images = _images(6, 8, 8)
+    _image_folder(tmp_path / "tree", {"train/cat/1.png": images[0], "train/dog/2.png": images[1], "train/eel/3.png": images[2],
+                                      "test/dog/4.png": images[3], "test/eel/5.png": images[4]})
+    test = load_dataset("imagefolder", "test", tmp_path / "tree")
+    assert test.classes == ["cat", "dog", "eel"] and test.labels.tolist() == [1, 2]  # dog is dog, not train's "cat"
+    assert "no images of class(es) ['cat']" in capsys.readouterr().err
+    _image_folder(tmp_path / "other", {"train/cat/1.png": images[0], "train/dog/2.png": images[1], "test/fox/3.png": images[5]})
+    with pytest.raises(DataFormatError, match=r"\['fox'\] are not in train/"):
+        load_dataset("imagefolder", "test", tmp_path / "other")

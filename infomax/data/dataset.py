@@ -21,7 +21,7 @@ import torch
 from .root import DatasetNotFound, cache_root, data_root
 from .sources import SOURCES, UNLABELLED, Source
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: image-folder splits labelled by the train split's classes
 
 
 @dataclass

@@ -25,15 +25,23 @@ LAYOUTS = "class/image.jpg, or train|val|test/class/image.jpg, or a flat folder 
 
 def read_imagefolder(location: Path, split: str = "train", image_size: int | None = None):
     """{split: (images, labels, classes)}; unlabelled images get label -1 and classes []."""
-    entries = _image_entries(location)
-    entries = _select_split(entries, split, location)
+    every = _image_entries(location)
+    entries = _select_split(every, split, location)
     depth = {len(Path(rel).parts) for rel, _ in entries}
     if depth == {1}:
         images = [_decode(load(), f"{location}/{rel}", image_size) for rel, load in sorted(entries)]
         return {split: (_stack(images, location), np.full(len(images), -1, dtype=np.int64), [])}
     if depth != {2}:
         raise DataFormatError(f"{location}: mixed folder depths; lay the images out as {LAYOUTS}.")
-    return {split: _labelled(entries, location, image_size)}
+    return {split: _labelled(entries, location, image_size, _train_classes(every, split, location))}
+
+
+def _train_classes(entries, split: str, location: Path) -> list[str] | None:
+    """The class names of the train split, which every other split is labelled by (None: this is train)."""
+    if split == "train":
+        return None
+    names = sorted({Path(rel).parts[1] for rel, _ in entries if len(Path(rel).parts) == 3 and Path(rel).parts[0] == "train"})
+    return names or None
 
 
 def _image_entries(location: Path):
@@ -59,8 +67,21 @@ def _select_split(entries, split: str, location: Path):
     return chosen
 
 
-def _labelled(entries, location: Path, image_size: int | None):
-    classes = sorted({Path(rel).parts[0] for rel, _ in entries})
+def _labelled(entries, location: Path, image_size: int | None, classes: list[str] | None = None):
+    """Labels by class name: the split's own folders, or `classes` (the train split's) when given."""
+    found = sorted({Path(rel).parts[0] for rel, _ in entries})
+    if classes is not None:
+        unknown = sorted(set(found) - set(classes))
+        if unknown:
+            raise DataFormatError(f"{location}: class folder(s) {unknown} are not in train/ ({classes}); a model trained on "
+                                  "train/ cannot score them. Rename or remove them, or add them to train/.")
+        missing = sorted(set(classes) - set(found))
+        if missing:
+            import sys
+
+            print(f"[warning] {location}: no images of class(es) {missing} in this split; they are scored as absent.",
+                  file=sys.stderr, flush=True)
+    classes = classes or found
     index = {name: i for i, name in enumerate(classes)}
     images, labels = [], []
     for rel, load in sorted(entries):
