@@ -181,3 +181,9 @@ def test_ablate_reuses_a_finished_sub_run_only_with_the_same_config(tmp_path, mo
     assert ablate_module._one(asked, run, None)["test_top1"] == 1.0 and calls == [1e-3]  # other settings: trained again
     (run / "config.json").write_text(json.dumps(asked.__dict__))
     assert ablate_module._one(asked, run, None)["test_top1"] == 50.0 and calls == [1e-3]  # same settings: reused
+
+
+def test_a_random_weight_backbone_is_refused_with_the_alternatives(tmp_path):
+    with pytest.raises(ValueError, match="random weights.*efficientnet-lite0.*infomax pretrain"):
+        finetune(FinetuneConfig(backbone="resnet18", dataset="digits"), tmp_path / "run", report=False)
+    assert not (tmp_path / "run").exists()

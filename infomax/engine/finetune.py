@@ -81,7 +81,13 @@ class Prepared:
 def prepare_features(config: FinetuneConfig, progress: bool = True) -> Prepared:
     from ..models import build_encoder
 
+    from ..models.registry import ENCODERS
+
     encoder = build_encoder(config.backbone)
+    if config.backbone in ENCODERS and not encoder.config.get("pretrained"):
+        raise ValueError(f"--backbone {config.backbone} has random weights here (no pretrained file is available offline), and a "
+                         "frozen random backbone gives features worth little and different on every run. Pass "
+                         "efficientnet-lite0 (ImageNet), hf:<model id>, or an encoder .safetensors, e.g. from `infomax pretrain`.")
     train_set = load_dataset(config.dataset, "train", config.data_root)
     test_set = load_dataset(config.dataset, "test", config.data_root)
     common = {"resolution": config.resolution, "token_grid": config.token_grid, "batch_size": config.feature_batch, "progress": progress}
