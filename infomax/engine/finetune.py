@@ -80,7 +80,6 @@ class Prepared:
 
 def prepare_features(config: FinetuneConfig, progress: bool = True) -> Prepared:
     from ..models import build_encoder
-
     from ..models.registry import ENCODERS
 
     encoder = build_encoder(config.backbone)
