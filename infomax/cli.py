@@ -33,9 +33,13 @@ def _finetune(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from .engine.predict import predict
 
+    failed = 0
     for row in predict(Path(args.run), args.images):
-        print(json.dumps(row))
-    return 0
+        print(json.dumps(row), flush=True)
+        failed += "error" in row
+    if failed:
+        print(f"infomax predict: {failed} image(s) could not be read (their rows say why).", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -88,7 +88,19 @@ def test_predict_classifies_image_files_without_the_training_data(backbone, tmp_
         (tmp_path / "images" / f"{i}.png").write_bytes(save_png(test.images[i]))
     assert main(["predict", "--run", str(tmp_path / "run"), str(tmp_path / "images")]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert len(rows) == 6 and all(r["class"] in test.classes and 0 < r["probability"] <= 1 for r in rows)
+    # the same answers as the trained head on the run's own cached test features (fp16-stored: probabilities to 1e-2)
+    from infomax.engine.predict import load_classifier
+    method = load_classifier(tmp_path / "run")[0]
+    cached = finetune_module.prepare_features(_config(backbone, method="fixmatch"), progress=False).test
+    expected = method.predict(*cached.load(np.arange(6), 0))
+    assert [r["class"] for r in rows] == [test.classes[i] for i in expected.argmax(1).tolist()]
+    assert np.allclose([r["probability"] for r in rows], expected.max(1).values.numpy(), atol=1e-2)
+    (tmp_path / "images" / "9-broken.png").write_bytes(b"not a png")
+    assert main(["predict", "--run", str(tmp_path / "run"), str(tmp_path / "images")]) == 1
+    out, err = capsys.readouterr()
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert len(rows) == 7 and sum("class" in r for r in rows) == 6 and "corrupt" in rows[-1]["error"]  # the good ones still print
+    assert "1 image(s) could not be read" in err
     assert main(["predict", "--run", str(tmp_path / "nothing"), str(tmp_path / "images")]) == 2
 
 

@@ -54,11 +54,18 @@ def load_classifier(run: Path):
 
 
 @torch.no_grad()
-def predict(run: Path, paths: list[str]) -> list[dict]:
+def predict(run: Path, paths: list[str]):
+    """One row per image, yielded as soon as it is classified; an unreadable image yields a row with
+    its "error" instead of a class, and the rest go on."""
+    from ..data.formats import DataFormatError
+
     method, encoder, spec, classes = load_classifier(run)
-    rows = []
     for path in image_files(paths):
-        image = decode_image(path.read_bytes(), str(path))
+        try:
+            image = decode_image(path.read_bytes(), str(path))
+        except (DataFormatError, OSError, ValueError) as error:
+            yield {"image": str(path), "error": str(error)}
+            continue
         if spec["channels"] == 1:  # a grey dataset: show the model a grey image, as in training
             image = np.round(image @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
         x = center_resize(to_float_images(torch.from_numpy(image)[None], channels=None), spec["resolution"])
@@ -66,5 +73,4 @@ def predict(run: Path, paths: list[str]) -> list[dict]:
         tokens = pool_tokens(tokens, spec["token_grid"]) if spec["token_dim"] is not None else None
         probabilities = method.predict(tokens, pooled)[0]
         best = int(probabilities.argmax())
-        rows.append({"image": str(path), "class": classes[best], "probability": round(float(probabilities[best]), 4)})
-    return rows
+        yield {"image": str(path), "class": classes[best], "probability": round(float(probabilities[best]), 4)}
