@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
@@ -252,6 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, FileExistsError) as error:  # user mistakes: the message names the fix
         print(f"infomax {args.verb}: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        print(f"infomax {args.verb}: the disk is full ({error}); the last complete files are intact. Free space, "
+              "then rerun (with --resume where the verb has it).", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -131,7 +131,12 @@ def _write_cached(folder: Path, raw, origin: str) -> None:
 
 
 def _open_cached(folder: Path, name: str, split: str) -> Dataset:
-    meta = json.loads((folder / "meta.json").read_text())
-    images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
-    labels = np.load(folder / "labels.npy", allow_pickle=False)
+    try:
+        meta = json.loads((folder / "meta.json").read_text())
+        images = np.load(folder / "images.npy", mmap_mode="r", allow_pickle=False)
+        labels = np.load(folder / "labels.npy", allow_pickle=False)
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"the decoded cache {folder} is damaged ({error}); delete that folder and it is decoded again.") from None
+    if len(images) != len(labels):
+        raise ValueError(f"the decoded cache {folder} is damaged ({len(images)} images, {len(labels)} labels); delete that folder.")
     return Dataset(name, split, images, labels, meta["classes"], meta["origin"])

@@ -178,12 +178,17 @@ def _locked(folder: Path):
 
 def open_features(folders: list[Path], keep_tokens: bool = True) -> Features:
     groups = []
-    for folder in folders:
-        tokens = folder / "tokens.npy"
-        tokens = np.load(tokens, mmap_mode="r") if keep_tokens and tokens.exists() else None
-        groups.append((np.load(folder / "pooled.npy", mmap_mode="r"), tokens))
-    manifest = json.loads((folders[0] / "manifest.json").read_text())
-    return Features(groups, np.load(folders[0] / "labels.npy"), manifest["classes"], manifest, folders)
+    try:
+        for folder in folders:
+            tokens = folder / "tokens.npy"
+            tokens = np.load(tokens, mmap_mode="r") if keep_tokens and tokens.exists() else None
+            groups.append((np.load(folder / "pooled.npy", mmap_mode="r"), tokens))
+        manifest = json.loads((folders[0] / "manifest.json").read_text())
+        labels = np.load(folders[0] / "labels.npy")
+    except (OSError, ValueError, KeyError) as error:
+        raise ValueError(f"the feature cache entry {folder} is damaged ({error}); delete that folder and the features "
+                         "are extracted again.") from None
+    return Features(groups, labels, manifest["classes"], manifest, folders)
 
 
 def pool_tokens(tokens: torch.Tensor, grid: int | None) -> torch.Tensor:

@@ -89,11 +89,19 @@ def read_labels_file(path, classes: list[str], num_images: int) -> tuple[np.ndar
         raise FileNotFoundError(f"labels file {path} does not exist; write one `image,class` line per labelled image.")
     ids = {name: i for i, name in enumerate(classes)}
     rows, labels, problems = [], [], []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        line = line.strip()
+    import csv
+
+    try:
+        text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not part of the first cell
+    except UnicodeDecodeError:
+        raise ValueError(f"labels file {path} is not UTF-8 text; save it as CSV (UTF-8).") from None
+    for number, cells in enumerate(csv.reader(text.splitlines()), 1):
+        parts = [part.strip() for part in cells]
+        while len(parts) > 2 and parts[-1] == "":  # spreadsheets pad rows with empty cells
+            parts.pop()
+        line = ",".join(parts)
         if not line or line.startswith("#") or (number == 1 and line.replace(" ", "").lower() == "image,class"):
             continue
-        parts = [part.strip() for part in line.split(",")]
         if len(parts) != 2:
             problems.append(f"line {number}: expected `image,class`, got {line!r}")
             continue

@@ -79,8 +79,12 @@ def read_encoder_config(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"No encoder checkpoint at {str(path)!r}.")
-    with safe_open(str(path), framework="pt") as fh:
-        metadata = fh.metadata() or {}
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            metadata = fh.metadata() or {}
+    except Exception as error:  # safetensors' own error types: a truncated or foreign file
+        raise ValueError(f"{str(path)!r} is not a readable safetensors file ({error}); it is damaged or not an encoder: "
+                         "write it again with save_encoder (or `infomax pretrain`).") from None
     if METADATA_KEY not in metadata:
         raise ValueError(
             f"{str(path)!r} has no {METADATA_KEY!r} metadata, so it is not an infomax encoder checkpoint; "
