@@ -69,3 +69,84 @@ def test_a_damaged_encoder_file_is_named_with_the_fix(tmp_path, capsys):
     assert main(["evaluate", "--encoder", str(path), "--dataset", "digits", "--out", str(tmp_path / "eval")]) == 2
     err = capsys.readouterr().err
     assert "enc.safetensors" in err and "Traceback" not in err
+
+
+def _mutants(raw: bytes, n: int, seed: int):
+    """`n` damaged copies of `raw`: truncated, or a few bytes flipped, anywhere or (every other time)
+    within the first 64 bytes, where headers live and damage is most often mishandled."""
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        data = bytearray(raw)
+        span = len(data) if i % 4 < 2 else min(len(data), 64)
+        if i % 2 == 0:
+            data = data[: int(rng.integers(0, span))]
+        else:
+            for at in rng.integers(0, span, size=int(rng.integers(1, 8))):
+                data[at] ^= int(rng.integers(1, 256))
+        yield bytes(data)
+
+
+def _assert_loads_or_names(read, name: str, raw: bytes, n: int = 80) -> None:
+    for data in _mutants(raw, n, seed=len(raw)):
+        try:
+            read(data)
+        except ValueError as error:  # DataFormatError is one: a message that names the file
+            assert name in str(error), str(error)
+
+
+def test_fuzzed_files_load_or_raise_a_named_error_never_crash(tmp_path):
+    import gzip
+    import pickle
+    import struct
+
+
+    from infomax.data.formats import decode_image, read_cifar_batch, read_idx
+    from infomax.data.imagefolder import save_png
+    from infomax.models.registry import load_encoder, save_encoder
+
+    images = np.random.default_rng(0).integers(0, 256, size=(4, 28, 28), dtype=np.uint8)
+    idx = struct.pack(">BBBB", 0, 0, 8, 3) + struct.pack(">3I", 4, 28, 28) + images.tobytes()
+
+    def idx_reader(data, gz):
+        path = tmp_path / ("x.idx.gz" if gz else "x.idx")
+        path.write_bytes(gzip.compress(data) if gz is True else data)
+        return read_idx(path)
+
+    _assert_loads_or_names(lambda d: idx_reader(d, False), "x.idx", idx)
+    _assert_loads_or_names(lambda d: idx_reader(d, "raw"), "x.idx.gz", gzip.compress(idx))  # damaged gzip itself
+    batch = pickle.dumps({b"data": np.zeros((2, 3072), np.uint8), b"labels": [0, 1]})
+    _assert_loads_or_names(lambda d: read_cifar_batch(d, "data_batch_1"), "data_batch_1", batch)
+    png = save_png(np.zeros((8, 8, 3), np.uint8))
+    _assert_loads_or_names(lambda d: decode_image(d, "img.png"), "img.png", png)
+    encoder_file = save_encoder(build_encoder("convnet", width=2), tmp_path / "enc.safetensors")
+    good = encoder_file.read_bytes()
+
+    def encoder_reader(data):
+        (tmp_path / "m.safetensors").write_bytes(data)
+        return load_encoder(tmp_path / "m.safetensors")
+
+    _assert_loads_or_names(encoder_reader, "m.safetensors", good)
+    labels = "image,class\n0,a\n1,b\n".encode()
+
+    def labels_reader(data):
+        (tmp_path / "labels.csv").write_bytes(data)
+        return read_labels_file(tmp_path / "labels.csv", ["a", "b"], 10)
+
+    _assert_loads_or_names(labels_reader, "labels.csv", labels)
+    import io
+    import tarfile
+
+    from infomax.data.imagefolder import read_imagefolder
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for rel in ("train/a/1.png", "train/b/2.png"):
+            info = tarfile.TarInfo(rel)
+            info.size = len(png)
+            tar.addfile(info, io.BytesIO(png))
+
+    def tree_reader(data):
+        (tmp_path / "tree.tar.gz").write_bytes(data)
+        return read_imagefolder(tmp_path / "tree.tar.gz")
+
+    _assert_loads_or_names(tree_reader, "tree.tar.gz", buffer.getvalue())

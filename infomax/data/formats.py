@@ -7,6 +7,7 @@ import io
 import pickle
 import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -28,16 +29,18 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with _open_maybe_gz(path) as f:
             data = f.read()
-    except (OSError, EOFError) as error:
+    except (OSError, EOFError, zlib.error) as error:
         raise DataFormatError(f"{path}: cannot read ({error}); the file is truncated or not gzip.") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in dtypes:
         raise DataFormatError(f"{path}: not an IDX file (bad magic number).")
-    ndim = data[3]
+    ndim, dtype = data[3], np.dtype(dtypes[data[2]])
+    if len(data) < 4 + 4 * ndim:
+        raise DataFormatError(f"{path}: the IDX header is cut short (truncated download?).")
     shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
-    array = np.frombuffer(data, dtype=dtypes[data[2]], offset=4 + 4 * ndim)
-    if array.size != int(np.prod(shape)):
-        raise DataFormatError(f"{path}: header promises shape {shape} but holds {array.size} values (truncated download?).")
-    return array.reshape(shape)
+    body = len(data) - 4 - 4 * ndim
+    if body != int(np.prod(shape, dtype=np.int64)) * dtype.itemsize:
+        raise DataFormatError(f"{path}: header promises shape {shape} but the file holds {body} bytes of data (truncated download?).")
+    return np.frombuffer(data, dtype=dtype, offset=4 + 4 * ndim).reshape(shape)
 
 
 class _ArrayOnlyUnpickler(pickle.Unpickler):
@@ -59,16 +62,21 @@ def read_cifar_batch(raw: bytes, name: str) -> tuple[np.ndarray, np.ndarray]:
     """One CIFAR-10/100 python batch: 3072-byte rows (R, G, B planes of 32 x 32)."""
     try:
         batch = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    except Exception as error:
-        raise DataFormatError(f"{name}: not a CIFAR python batch ({error}).") from None
-    labels = batch.get(b"labels", batch.get(b"fine_labels"))
-    images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(images), np.asarray(labels, dtype=np.int64)
+        labels = np.asarray(batch.get(b"labels", batch.get(b"fine_labels")), dtype=np.int64)
+        images = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+    except Exception as error:  # anything a damaged pickle can raise: name the file, never a traceback
+        raise DataFormatError(f"{name}: not a CIFAR python batch ({type(error).__name__}: {error}); re-download it.") from None
+    if labels.shape != (len(images),):
+        raise DataFormatError(f"{name}: {len(images)} images but labels of shape {labels.shape}; re-download it.")
+    return np.ascontiguousarray(images), labels
 
 
 def read_cifar_meta(raw: bytes, key: bytes) -> list[str]:
-    meta = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
-    return [n.decode() for n in meta[key]]
+    try:
+        meta = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        return [n.decode() for n in meta[key]]
+    except Exception as error:
+        raise DataFormatError(f"the CIFAR meta file: unreadable ({type(error).__name__}: {error}); re-download it.") from None
 
 
 def decode_image(raw: bytes, name: str) -> np.ndarray:
@@ -77,7 +85,7 @@ def decode_image(raw: bytes, name: str) -> np.ndarray:
     try:
         with Image.open(io.BytesIO(raw)) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError) as error:
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError) as error:
         raise DataFormatError(f"{name}: corrupt or unreadable image ({error}).") from None
 
 
@@ -119,7 +127,7 @@ def tar_entries(path: Path):
                 if member.isfile():
                     data = archive.extractfile(member).read()
                     yield member.name.lstrip("./"), (lambda data=data: data)
-    except (tarfile.TarError, OSError, EOFError) as error:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
         raise DataFormatError(f"{path}: cannot read the archive ({error}); re-download it.") from None
 
 

@@ -95,6 +95,8 @@ def read_labels_file(path, classes: list[str], num_images: int) -> tuple[np.ndar
         text = path.read_text(encoding="utf-8-sig")  # a spreadsheet's byte-order mark is not part of the first cell
     except UnicodeDecodeError:
         raise ValueError(f"labels file {path} is not UTF-8 text; save it as CSV (UTF-8).") from None
+    if "\0" in text:
+        raise ValueError(f"labels file {path} holds binary data, not CSV text; save it as CSV (UTF-8).")
     for number, cells in enumerate(csv.reader(text.splitlines()), 1):
         parts = [part.strip() for part in cells]
         while len(parts) > 2 and parts[-1] == "":  # spreadsheets pad rows with empty cells
