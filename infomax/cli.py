@@ -48,7 +48,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     protocols = [p.strip() for p in args.protocol.split(",") if p.strip()]
     metrics = evaluate(args.encoder, args.dataset, Path(args.out), protocols=protocols, data_root=args.data_root,
-                       resolution=args.resolution, overwrite=args.overwrite)
+                       resolution=args.resolution, overwrite=args.overwrite, download=args.download, image_size=args.image_size)
     print(json.dumps(metrics, indent=1))
     return 0
 
@@ -57,7 +57,7 @@ def _analyze(args: argparse.Namespace) -> int:
     from .eval.run import analyze
 
     table = analyze(args.encoder, args.dataset, Path(args.out), split=args.split, data_root=args.data_root,
-                    resolution=args.resolution, overwrite=args.overwrite)
+                    resolution=args.resolution, overwrite=args.overwrite, download=args.download, image_size=args.image_size)
     print(json.dumps(table, indent=1, default=str))
     print(f"report: {Path(args.out) / 'report.html'}")
     return 0
@@ -76,9 +76,10 @@ def add_evaluation(verbs) -> None:
     for verb, handler, text in (("evaluate", _evaluate, "kNN, linear probe and few-label accuracy of an encoder"),
                                 ("analyze", _analyze, "representation geometry, plots and a report")):
         p = verbs.add_parser(verb, help=text)
-        p.add_argument("--encoder", required=True, help="efficientnet-lite0, hf:<model id>, a .safetensors encoder of ours, or resnet18/vit-tiny/...")
+        p.add_argument("--encoder", "--backbone", dest="encoder", required=True,
+                       help="efficientnet-lite0, hf:<model id>, a .safetensors encoder of ours, or resnet18/vit-tiny/...")
         p.add_argument("--dataset", required=True)
-        p.add_argument("--data-root", metavar="DIR")
+        add_data_root(p)
         p.add_argument("--resolution", type=int, help="resize images to this side (default: the encoder's own)")
         p.add_argument("--out", required=True, metavar="DIR")
         p.add_argument("--overwrite", action="store_true")
@@ -95,6 +96,7 @@ def add_evaluation(verbs) -> None:
 
 
 PRETRAIN_FLAGS = {"dataset": "data.dataset", "data_root": "data.data_root", "resolution": "data.resolution",
+                  "image_size": "data.image_size", "download": "data.download",
                   "epochs": "schedule.epochs", "max_steps": "schedule.max_steps", "batch_size": "optim.batch_size",
                   "seed": "run.seed", "checkpoint_every": "run.checkpoint_every", "accelerator": "run.accelerator",
                   "devices": "run.devices", "num_nodes": "run.num_nodes", "precision": "run.precision",
@@ -132,7 +134,7 @@ def add_pretrain(verbs) -> None:
     p.add_argument("--recipe", metavar="NAME|FILE", help="a recipe from `infomax recipes` or a YAML file")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting, e.g. optim.lr=0.1 (repeatable)")
     p.add_argument("--dataset", help="any dataset the data layer knows (cifar10, fashion-mnist, digits, mnist-5k, ...)")
-    p.add_argument("--data-root", metavar="DIR")
+    add_data_root(p)
     for name, kind, text in (("epochs", int, "passes over the training images"), ("max-steps", int, "stop after this many optimiser steps"),
                              ("batch-size", int, "global batch, split over devices"), ("resolution", int, "side of the views in pixels"),
                              ("seed", int, "seeds weights, shuffling and augmentation"),
@@ -177,9 +179,10 @@ def add_data_root(parser: argparse.ArgumentParser) -> None:
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backbone", default="efficientnet-lite0", help="efficientnet-lite0, hf:<model id>, or a .safetensors encoder of ours")
+    p.add_argument("--backbone", "--encoder", dest="backbone", default="efficientnet-lite0",
+                   help="efficientnet-lite0, hf:<model id>, or a .safetensors encoder of ours (default efficientnet-lite0)")
     p.add_argument("--dataset", required=True)
-    p.add_argument("--data-root", metavar="DIR")
+    add_data_root(p)
     from .engine.finetune import FinetuneConfig
 
     texts = {"lr": "AdamW learning rate", "epochs": "passes over the unlabelled images", "batch-size": "unlabelled images per step",

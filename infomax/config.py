@@ -36,6 +36,8 @@ class ModelConfig:
 class DataConfig:
     dataset: str = "cifar10"
     data_root: str | None = None
+    image_size: int | None = None  # imagefolder only: resize images of mixed sizes to this square
+    download: bool = False
     resolution: int = 32
     views: str = ""  # a recipe of data/views.py; "" takes the method's own
     view_options: dict[str, Any] = field(default_factory=dict)  # get_recipe overrides, e.g. flip_p: 0

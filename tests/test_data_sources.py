@@ -230,3 +230,12 @@ def test_imagefolder_splits_are_labelled_by_the_train_classes_by_name(tmp_path, 
     _image_folder(tmp_path / "other", {"train/cat/1.png": images[0], "train/dog/2.png": images[1], "test/fox/3.png": images[5]})
     with pytest.raises(DataFormatError, match=r"\['fox'\] are not in train/"):
         load_dataset("imagefolder", "test", tmp_path / "other")
+
+
+def test_imagefolder_names_every_unreadable_image_by_its_full_path(tmp_path):
+    images = _images(2, 8, 8)
+    _image_folder(tmp_path / "tree", {"train/a/1.png": images[0], "train/b/2.png": images[1], "test/a/3.png": images[0]})
+    for rel in ("train/a/bad1.png", "train/b/bad2.jpg"):
+        (tmp_path / "tree" / rel).write_bytes(b"not an image")
+    with pytest.raises(DataFormatError, match=r"2 unreadable image\(s\)(.|\n)*train/a/bad1.png(.|\n)*train/b/bad2.jpg"):
+        load_dataset("imagefolder", "train", tmp_path / "tree")

@@ -29,11 +29,11 @@ def read_imagefolder(location: Path, split: str = "train", image_size: int | Non
     entries = _select_split(every, split, location)
     depth = {len(Path(rel).parts) for rel, _ in entries}
     if depth == {1}:
-        images = [_decode(load(), f"{location}/{rel}", image_size) for rel, load in sorted(entries)]
+        images = _decode_all(sorted(entries), location, split, every, image_size)
         return {split: (_stack(images, location), np.full(len(images), -1, dtype=np.int64), [])}
     if depth != {2}:
         raise DataFormatError(f"{location}: mixed folder depths; lay the images out as {LAYOUTS}.")
-    return {split: _labelled(entries, location, image_size, _train_classes(every, split, location))}
+    return {split: _labelled(entries, location, image_size, _train_classes(every, split, location), split, every)}
 
 
 def _train_classes(entries, split: str, location: Path) -> list[str] | None:
@@ -67,7 +67,7 @@ def _select_split(entries, split: str, location: Path):
     return chosen
 
 
-def _labelled(entries, location: Path, image_size: int | None, classes: list[str] | None = None):
+def _labelled(entries, location: Path, image_size: int | None, classes: list[str] | None, split: str, every):
     """Labels by class name: the split's own folders, or `classes` (the train split's) when given."""
     found = sorted({Path(rel).parts[0] for rel, _ in entries})
     if classes is not None:
@@ -83,11 +83,26 @@ def _labelled(entries, location: Path, image_size: int | None, classes: list[str
                   file=sys.stderr, flush=True)
     classes = classes or found
     index = {name: i for i, name in enumerate(classes)}
-    images, labels = [], []
-    for rel, load in sorted(entries):
-        images.append(_decode(load(), f"{location}/{rel}", image_size))
-        labels.append(index[Path(rel).parts[0]])
+    entries = sorted(entries)
+    images = _decode_all(entries, location, split, every, image_size)
+    labels = [index[Path(rel).parts[0]] for rel, _ in entries]
     return _stack(images, location), np.asarray(labels, dtype=np.int64), classes
+
+
+def _decode_all(entries, location: Path, split: str, every, image_size: int | None) -> list[np.ndarray]:
+    """Every image decoded; all unreadable files are reported at once, by their path in `location`."""
+    tops = {Path(rel).parts[0] for rel, _ in every if len(Path(rel).parts) > 1}
+    prefix = f"{split}/" if tops and tops <= set(SPLIT_FOLDERS) else ""  # the split folder the entries came from
+    images, bad = [], []
+    for rel, load in entries:
+        try:
+            images.append(_decode(load(), f"{location}/{prefix}{rel}", image_size))
+        except DataFormatError as error:
+            bad.append(str(error))
+    if bad:
+        more = f"\n  ... and {len(bad) - 10} more" if len(bad) > 10 else ""
+        raise DataFormatError(f"{len(bad)} unreadable image(s); remove or replace them:\n  " + "\n  ".join(bad[:10]) + more)
+    return images
 
 
 def _decode(raw: bytes, name: str, image_size: int | None) -> np.ndarray:

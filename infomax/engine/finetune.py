@@ -34,6 +34,8 @@ class FinetuneConfig:
     backbone: str = "efficientnet-lite0"
     dataset: str = "cifar10"
     data_root: str | None = None
+    image_size: int | None = None  # imagefolder only: resize images of mixed sizes to this square
+    download: bool = False
     labels: int = 100
     labels_file: str | None = None  # `image,class` lines; replaces the balanced draw of `labels`
     seed: int = 42
@@ -87,8 +89,15 @@ def prepare_features(config: FinetuneConfig, progress: bool = True) -> Prepared:
         raise ValueError(f"--backbone {config.backbone} has random weights here (no pretrained file is available offline), and a "
                          "frozen random backbone gives features worth little and different on every run. Pass "
                          "efficientnet-lite0 (ImageNet), hf:<model id>, or an encoder .safetensors, e.g. from `infomax pretrain`.")
-    train_set = load_dataset(config.dataset, "train", config.data_root)
-    test_set = load_dataset(config.dataset, "test", config.data_root)
+    from ..data.imagefolder import MissingSplit
+
+    load = {"download": config.download, "image_size": config.image_size}
+    train_set = load_dataset(config.dataset, "train", config.data_root, **load)
+    try:
+        test_set = load_dataset(config.dataset, "test", config.data_root, **load)
+    except MissingSplit as missing:
+        raise ValueError(f"{missing} finetune scores the head on a test split: lay the images out as train/CLASS/... and "
+                         "test/CLASS/... (a few per class are enough).") from None
     common = {"resolution": config.resolution, "token_grid": config.token_grid, "batch_size": config.feature_batch, "progress": progress}
     train = extract_features(encoder, train_set, views=config.views, seed=0, **common).in_memory()
     test = extract_features(encoder, test_set, views=0, **common).in_memory()
@@ -251,7 +260,7 @@ def finetune(config: FinetuneConfig, out: Path, *, resume: bool = False, overwri
     return metrics
 
 
-RESUMABLE = {"epochs", "log_every", "data_root", "feature_batch"}  # may differ on --resume; nothing else may
+RESUMABLE = {"epochs", "log_every", "data_root", "feature_batch", "download"}  # may differ on --resume; nothing else may
 
 
 def check_resume(config: FinetuneConfig, saved_path: Path) -> None:

@@ -23,7 +23,7 @@ from .optim import build_optimiser
 CONFIG = "config.yaml"
 # Settings a resumed run may change; any other difference from config.yaml is refused.
 RESUMABLE = {"schedule.epochs", "schedule.max_steps", "run.checkpoint_every", "run.log_every", "run.progress",
-             "run.knn_every", "data.data_root", "run.abort_on_collapse"}
+             "run.knn_every", "data.data_root", "data.download", "run.abort_on_collapse"}
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 ACCELERATORS = ("cpu", "cuda", "mps", "auto")
 
@@ -142,7 +142,8 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
     from ..data.dataset import load_dataset
     from ..data.views import get_recipe
 
-    train = load_dataset(config.data.dataset, "train", config.data.data_root)
+    train = load_dataset(config.data.dataset, "train", config.data.data_root, download=config.data.download,
+                         image_size=config.data.image_size)
     recipe = get_recipe(config.data.views or methods.METHODS[config.method_name].default_views, config.data.resolution,
                         **config.data.view_options)
     fabric = make_fabric(run, out)

@@ -20,8 +20,8 @@ from ..models import build_encoder
 PROTOCOLS = ("knn", "linear", "fewshot")
 
 
-def _features(encoder, dataset: str, split: str, data_root, resolution, views: int = 0) -> Features:
-    data = load_dataset(dataset, split, data_root)
+def _features(encoder, dataset: str, split: str, data_root, resolution, views: int = 0, **load) -> Features:
+    data = load_dataset(dataset, split, data_root, **load)
     if not data.labelled:
         raise ValueError(f"{dataset}/{split} has unlabelled images; evaluation needs labels.")
     if data.num_classes < 2 or len(np.unique(data.labels)) < 2:
@@ -40,7 +40,8 @@ def _constant_warning(x: torch.Tensor) -> list[str]:
 
 
 def evaluate(encoder: str, dataset: str, out: Path, *, protocols=PROTOCOLS, data_root=None, resolution=None,
-             k: int = 20, temperature: float = 0.07, seeds=(0, 1, 2), overwrite: bool = False) -> dict:
+             k: int = 20, temperature: float = 0.07, seeds=(0, 1, 2), overwrite: bool = False,
+             download: bool = False, image_size: int | None = None) -> dict:
     from .fewshot import few_label_accuracy
     from .knn import weighted_knn
     from .linear import linear_probe
@@ -54,7 +55,9 @@ def evaluate(encoder: str, dataset: str, out: Path, *, protocols=PROTOCOLS, data
               "temperature": temperature, "seeds": list(seeds)}
     rundir.write_json(out / "config.json", config)
     rundir.write_json(out / "environment.json", rundir.environment())
-    (x, y), (x_test, y_test) = _tensor(_features(net, dataset, "train", data_root, resolution)), _tensor(_features(net, dataset, "test", data_root, resolution))
+    load = {"download": download, "image_size": image_size}
+    (x, y) = _tensor(_features(net, dataset, "train", data_root, resolution, **load))
+    (x_test, y_test) = _tensor(_features(net, dataset, "test", data_root, resolution, **load))
     metrics: dict = {"train_images": len(y), "test_images": len(y_test), "warnings": _constant_warning(x)}
     timings = {}
     if "knn" in protocols:
@@ -79,7 +82,7 @@ def evaluate(encoder: str, dataset: str, out: Path, *, protocols=PROTOCOLS, data
 
 
 def analyze(encoder: str, dataset: str, out: Path, *, split: str = "test", data_root=None, resolution=None,
-            max_points: int = 10_000, overwrite: bool = False) -> dict:
+            max_points: int = 10_000, overwrite: bool = False, download: bool = False, image_size: int | None = None) -> dict:
     from .geometry import geometry_table
     from .plots import plot_geometry
     from .report import write_report
@@ -88,7 +91,7 @@ def analyze(encoder: str, dataset: str, out: Path, *, split: str = "test", data_
     out = rundir.prepare(out, overwrite=overwrite)
     rundir.write_json(out / "config.json", {"encoder": encoder, "dataset": dataset, "split": split, "resolution": resolution})
     rundir.write_json(out / "environment.json", rundir.environment())
-    features = _features(net, dataset, split, data_root, resolution, views=1)
+    features = _features(net, dataset, split, data_root, resolution, views=1, download=download, image_size=image_size)
     rows = np.sort(np.random.default_rng(0).permutation(len(features))[:max_points])
     (z, labels), (z_pair, _) = _tensor(features, 0), _tensor(features, 1)
     z, labels, z_pair = z[rows], labels[rows], z_pair[rows]
