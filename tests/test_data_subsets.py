@@ -106,3 +106,19 @@ def test_missing_labels_file_is_named(tmp_path):
 
     with pytest.raises(FileNotFoundError, match="nope.csv does not exist"):
         read_labels_file(tmp_path / "nope.csv", CLASSES, 10)
+
+
+def test_labels_files_may_name_images_by_file():
+    from infomax.data.subsets import read_labels_file
+    import tempfile
+    from pathlib import Path
+
+    files = ["train/cat/001.png", "train/cat/002.png", "train/dog/001.png", "train/dog/003.png"]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "labels.csv"
+        path.write_text("image,class\ntrain/cat/001.png,cat\ndog/001.png,dog\n003.png,dog\n")
+        rows, labels = read_labels_file(path, ["cat", "dog"], 4, files)
+        assert rows.tolist() == [0, 2, 3] and labels.tolist() == [0, 1, 1]
+        path.write_text("001.png,cat\n002.png,cat\ndog/001.png,dog\n")  # 001.png names two files: ambiguous
+        with pytest.raises(ValueError, match="image '001.png' is not in the split"):
+            read_labels_file(path, ["cat", "dog"], 4, files)

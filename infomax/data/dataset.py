@@ -34,6 +34,7 @@ class Dataset:
     labels: np.ndarray
     classes: list[str]
     origin: str
+    files: list[str] | None = None  # each row's file, relative to the data location, where the format has files
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -100,8 +101,8 @@ def load_dataset(name: str, split: str = "train", data_root: str | os.PathLike |
         return _open_cached(folder, name, split)
     decoded = source.read(location, split, **options)
     if not cache:
-        images, labels, classes = decoded[split]
-        return Dataset(name, split, images, labels, classes, str(location))
+        images, labels, classes, *files = decoded[split]
+        return Dataset(name, split, images, labels, classes, str(location), files[0] if files else None)
     for other, raw in decoded.items():
         _write_cached(cache_root() / "decoded" / f"{name}-{other}-{_cache_key(name, location, options)}", raw, str(location))
     return _open_cached(folder, name, split)
@@ -117,13 +118,17 @@ def _cache_key(name: str, location: Path, options: dict) -> str:
 
 
 def _write_cached(folder: Path, raw, origin: str) -> None:
-    images, labels, classes = raw
+    images, labels, classes, *files = raw
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; a shared cache must stay readable
     try:
         np.save(tmp / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
         np.save(tmp / "labels.npy", np.asarray(labels, dtype=np.int64))
-        (tmp / "meta.json").write_text(json.dumps({"classes": list(classes), "origin": origin, "version": CACHE_VERSION}))
+        meta = {"classes": list(classes), "origin": origin, "version": CACHE_VERSION, "files": files[0] if files else None}
+        (tmp / "meta.json").write_text(json.dumps(meta))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(tmp, folder)
     finally:
@@ -139,4 +144,4 @@ def _open_cached(folder: Path, name: str, split: str) -> Dataset:
         raise ValueError(f"the decoded cache {folder} is damaged ({error}); delete that folder and it is decoded again.") from None
     if len(images) != len(labels):
         raise ValueError(f"the decoded cache {folder} is damaged ({len(images)} images, {len(labels)} labels); delete that folder.")
-    return Dataset(name, split, images, labels, meta["classes"], meta["origin"])
+    return Dataset(name, split, images, labels, meta["classes"], meta["origin"], meta.get("files"))

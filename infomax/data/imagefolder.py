@@ -27,13 +27,16 @@ def read_imagefolder(location: Path, split: str = "train", image_size: int | Non
     """{split: (images, labels, classes)}; unlabelled images get label -1 and classes []."""
     every = _image_entries(location)
     entries = _select_split(every, split, location)
+    tops = {Path(rel).parts[0] for rel, _ in every if len(Path(rel).parts) > 1}
+    prefix = f"{split}/" if tops and tops <= set(SPLIT_FOLDERS) else ""  # the split folder the entries came from
     depth = {len(Path(rel).parts) for rel, _ in entries}
     if depth == {1}:
-        images = _decode_all(sorted(entries), location, split, every, image_size)
-        return {split: (_stack(images, location), np.full(len(images), -1, dtype=np.int64), [])}
+        images = _decode_all(sorted(entries), location, prefix, image_size)
+        files = [prefix + rel for rel, _ in sorted(entries)]
+        return {split: (_stack(images, location), np.full(len(images), -1, dtype=np.int64), [], files)}
     if depth != {2}:
         raise DataFormatError(f"{location}: mixed folder depths; lay the images out as {LAYOUTS}.")
-    return {split: _labelled(entries, location, image_size, _train_classes(every, split, location), split, every)}
+    return {split: _labelled(entries, location, image_size, _train_classes(every, split, location), prefix)}
 
 
 def _train_classes(entries, split: str, location: Path) -> list[str] | None:
@@ -67,7 +70,7 @@ def _select_split(entries, split: str, location: Path):
     return chosen
 
 
-def _labelled(entries, location: Path, image_size: int | None, classes: list[str] | None, split: str, every):
+def _labelled(entries, location: Path, image_size: int | None, classes: list[str] | None, prefix: str):
     """Labels by class name: the split's own folders, or `classes` (the train split's) when given."""
     found = sorted({Path(rel).parts[0] for rel, _ in entries})
     if classes is not None:
@@ -84,15 +87,13 @@ def _labelled(entries, location: Path, image_size: int | None, classes: list[str
     classes = classes or found
     index = {name: i for i, name in enumerate(classes)}
     entries = sorted(entries)
-    images = _decode_all(entries, location, split, every, image_size)
+    images = _decode_all(entries, location, prefix, image_size)
     labels = [index[Path(rel).parts[0]] for rel, _ in entries]
-    return _stack(images, location), np.asarray(labels, dtype=np.int64), classes
+    return _stack(images, location), np.asarray(labels, dtype=np.int64), classes, [prefix + rel for rel, _ in entries]
 
 
-def _decode_all(entries, location: Path, split: str, every, image_size: int | None) -> list[np.ndarray]:
+def _decode_all(entries, location: Path, prefix: str, image_size: int | None) -> list[np.ndarray]:
     """Every image decoded; all unreadable files are reported at once, by their path in `location`."""
-    tops = {Path(rel).parts[0] for rel, _ in every if len(Path(rel).parts) > 1}
-    prefix = f"{split}/" if tops and tops <= set(SPLIT_FOLDERS) else ""  # the split folder the entries came from
     images, bad = [], []
     for rel, load in entries:
         try:

@@ -77,17 +77,35 @@ def load_subset(path: Path, labels: np.ndarray) -> np.ndarray:
     return indices
 
 
-def read_labels_file(path, classes: list[str], num_images: int) -> tuple[np.ndarray, np.ndarray]:
+def _file_rows(files: list[str] | None) -> dict[str, int]:
+    """Each file's row under its path, its path without the split folder, and its name where unique."""
+    if not files:
+        return {}
+    rows: dict[str, int] = {}
+    names: dict[str, list[int]] = {}
+    for row, rel in enumerate(files):
+        parts = Path(rel).parts
+        rows[rel] = row
+        rows.setdefault(str(Path(*parts[1:])) if len(parts) > 2 else rel, row)
+        names.setdefault(parts[-1], []).append(row)
+    rows.update({name: found[0] for name, found in names.items() if len(found) == 1 and name not in rows})
+    return rows
+
+
+def read_labels_file(path, classes: list[str], num_images: int, files: list[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(rows, labels) from a CSV of `image,class` lines, checked against the split it labels.
 
     `image` is a row of the training split (0-based, in the order `infomax data check` counts
-    them); `class` is a class name or its integer id. A header line `image,class` is allowed,
-    blank lines and lines starting with # are skipped. Every class needs at least one image.
+    them) or, for an image folder, the image's file (`train/cat/001.png`, `cat/001.png`, or
+    `001.png` where that name is unique); `class` is a class name or its integer id. A header
+    line `image,class` is allowed, blank lines and lines starting with # are skipped. Every
+    class needs at least one image.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"labels file {path} does not exist; write one `image,class` line per labelled image.")
     ids = {name: i for i, name in enumerate(classes)}
+    by_file = _file_rows(files)
     rows, labels, problems = [], [], []
     import csv
 
@@ -109,8 +127,11 @@ def read_labels_file(path, classes: list[str], num_images: int) -> tuple[np.ndar
             continue
         image, name = parts
         label = ids.get(name, int(name) if name.isdigit() and int(name) < len(classes) else None)
+        if not image.isdigit() and image in by_file:
+            image = str(by_file[image])
         if not image.isdigit() or int(image) >= num_images:
-            problems.append(f"line {number}: image {image!r} is not in the split (rows 0..{num_images - 1})")
+            kind = "rows 0..{}{}".format(num_images - 1, ", or a file of the split" if by_file else "")
+            problems.append(f"line {number}: image {image!r} is not in the split ({kind})")
         elif label is None:
             problems.append(f"line {number}: unknown class {name!r}; the classes are {classes}")
         else:

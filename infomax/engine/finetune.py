@@ -78,6 +78,7 @@ class Prepared:
     validation: np.ndarray
     pool: np.ndarray  # training rows outside the validation split
     channels: int  # of the dataset's images: predict turns photos grey for a grey dataset
+    files: list[str] | None = None  # the training split's files, where the dataset has them (labels files may name them)
 
 
 def prepare_features(config: FinetuneConfig, progress: bool = True) -> Prepared:
@@ -103,7 +104,7 @@ def prepare_features(config: FinetuneConfig, progress: bool = True) -> Prepared:
     test = extract_features(encoder, test_set, views=0, **common).in_memory()
     validation = balanced_subset(train.labels, fraction=config.val_fraction, seed=0) if config.val_fraction else np.array([], dtype=np.int64)
     pool = np.setdiff1d(np.arange(len(train)), validation)
-    return Prepared(train, test, validation, pool, train_set.image_shape[-1])
+    return Prepared(train, test, validation, pool, train_set.image_shape[-1], train_set.files)
 
 
 def build_method(config: FinetuneConfig, token_dim: int | None, dim: int, num_classes: int):
@@ -178,7 +179,7 @@ class Trainer:
         labels = prepared.train.labels
         if not config.labels_file:
             return labels, prepared.pool[balanced_subset(labels[prepared.pool], config.labels, seed=config.seed)], prepared.validation
-        rows, given = read_labels_file(config.labels_file, prepared.train.classes, len(labels))
+        rows, given = read_labels_file(config.labels_file, prepared.train.classes, len(labels), prepared.files)
         labels = labels.copy()
         labels[rows] = given
         return labels, rows, np.setdiff1d(prepared.validation, rows)
