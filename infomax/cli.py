@@ -80,7 +80,8 @@ def add_evaluation(verbs) -> None:
                        help="efficientnet-lite0, hf:<model id>, a .safetensors encoder of ours, or resnet18/vit-tiny/...")
         p.add_argument("--dataset", required=True)
         add_data_root(p)
-        p.add_argument("--resolution", type=int, help="resize images to this side (default: the encoder's own)")
+        p.add_argument("--resolution", type=int, help="resize images to this side (default: 4x the images' side in steps of 32, "
+                                                      "at most the encoder's input size)")
         p.add_argument("--out", required=True, metavar="DIR")
         p.add_argument("--overwrite", action="store_true")
         if verb == "evaluate":
@@ -186,7 +187,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     from .engine.finetune import FinetuneConfig
 
     texts = {"lr": "AdamW learning rate", "epochs": "passes over the unlabelled images", "batch-size": "unlabelled images per step",
-             "resolution": "side the backbone sees (default: the backbone's own input size)",
+             "resolution": "side the backbone sees (default: 4x the images' side in steps of 32, at most the backbone's input size)",
              "views": "augmented views cached per image", "token-grid": "patch tokens pooled to a G x G grid (0: no token block)",
              "warmup-steps": "linear warm-up steps (shortened to a tenth of a run shorter than twice this)"}
     for name, kind in (("lr", float), ("epochs", int), ("batch-size", int), ("resolution", int), ("views", int),

@@ -143,3 +143,14 @@ def test_concurrent_extractions_of_one_entry_run_once_and_both_read_it_whole(enc
         t.join()
     assert len(runs) == 1 and len(results) == 2
     assert np.array_equal(results[0].pooled(0), results[1].pooled(0))
+
+
+def test_default_resolution_scales_with_the_images_and_stops_at_the_encoders_input():
+    from types import SimpleNamespace
+
+    from infomax.data.features import default_resolution
+
+    lite0, free = SimpleNamespace(input_size=224), SimpleNamespace(input_size=None)
+    shape = lambda side: SimpleNamespace(image_shape=(side, side, 3))  # noqa: E731
+    assert [default_resolution(lite0, shape(s)) for s in (8, 28, 32, 96)] == [32, 128, 128, 224]
+    assert default_resolution(free, shape(96)) == 384
