@@ -150,3 +150,46 @@ def test_fuzzed_files_load_or_raise_a_named_error_never_crash(tmp_path):
         return read_imagefolder(tmp_path / "tree.tar.gz")
 
     _assert_loads_or_names(tree_reader, "tree.tar.gz", buffer.getvalue())
+
+
+@pytest.mark.slow
+def test_sigkill_during_feature_extraction_then_rerun_gives_the_same_bytes(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from infomax.models import save_encoder
+
+    encoder_file = save_encoder(build_encoder("convnet", width=32), tmp_path / "enc.safetensors")
+    argv = [sys.executable, "-m", "infomax", "evaluate", "--encoder", str(encoder_file), "--dataset", "digits",
+            "--protocol", "knn", "--resolution", "96"]
+    env = {**os.environ, "INFOMAX_CACHE": str(tmp_path / "cut")}
+    stop_after = int(np.random.default_rng(7).integers(1, 4)) * 256  # a random chunk boundary of the 1,437 training images
+    proc = subprocess.Popen([*argv, "--out", str(tmp_path / "e1")], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        progress = list((tmp_path / "cut").glob("features/*/progress.json"))
+        if progress and json_done(progress[0]) >= stop_after:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not list((tmp_path / "cut").glob("features/*train*/manifest.json")), "extraction finished before the kill"
+    subprocess.run([*argv, "--out", str(tmp_path / "e2")], env=env, check=True, capture_output=True)
+    subprocess.run([*argv, "--out", str(tmp_path / "e3")], env={**env, "INFOMAX_CACHE": str(tmp_path / "fresh")},
+                   check=True, capture_output=True)
+    for name in ("pooled.npy",):
+        cut = sorted((tmp_path / "cut").glob(f"features/*train*/{name}"))
+        fresh = sorted((tmp_path / "fresh").glob(f"features/*train*/{name}"))
+        assert cut and [p.read_bytes() for p in cut] == [p.read_bytes() for p in fresh]
+
+
+def json_done(path) -> int:
+    import json
+
+    try:
+        return json.loads(path.read_text())["done"]
+    except (ValueError, KeyError, OSError):
+        return 0
