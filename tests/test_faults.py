@@ -3,6 +3,7 @@ labels files. Each ends in a clear message (or a correct load), never a tracebac
 import errno
 
 import numpy as np
+import torch
 import pytest
 
 from infomax.cli import main
@@ -193,3 +194,21 @@ def json_done(path) -> int:
         return json.loads(path.read_text())["done"]
     except (ValueError, KeyError, OSError):
         return 0
+
+
+def test_encoder_metadata_that_is_not_json_is_named(tmp_path):
+    from safetensors.torch import save_file
+
+    from infomax.models.registry import load_encoder
+
+    save_file({"w": torch.zeros(1)}, str(tmp_path / "enc.safetensors"), metadata={"infomax_encoder": "{not json"})
+    with pytest.raises(ValueError, match="enc.safetensors.*not JSON"):
+        load_encoder(tmp_path / "enc.safetensors")
+
+
+def test_evaluate_writes_nothing_when_its_inputs_fail(tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", "--encoder", "convnet", "--dataset", "cifar10", "--data-root", str(tmp_path / "none"), "--out", str(out)]) == 2
+    assert not out.exists()
+    assert main(["evaluate", "--encoder", "convnet", "--dataset", "digits", "--protocol", ",", "--out", str(out)]) == 2
+    assert "no protocol" in capsys.readouterr().err and not out.exists()

@@ -47,22 +47,23 @@ def evaluate(encoder: str, dataset: str, out: Path, *, protocols=PROTOCOLS, data
     from .linear import linear_probe
 
     unknown = set(protocols) - set(PROTOCOLS)
-    if unknown:
-        raise ValueError(f"unknown protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}.")
-    net = build_encoder(encoder)  # an unknown or unreachable encoder fails before the run dir exists
+    if unknown or not protocols:
+        raise ValueError(f"unknown or no protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}.")
+    rundir.check_target(out, overwrite=overwrite)
+    net = build_encoder(encoder)  # an unknown encoder or a missing dataset fails before the run dir exists
+    load = {"download": download, "image_size": image_size}
+    (x, y) = _tensor(_features(net, dataset, "train", data_root, resolution, **load))
+    (x_test, y_test) = _tensor(_features(net, dataset, "test", data_root, resolution, **load))
     out = rundir.prepare(out, overwrite=overwrite)
     config = {"encoder": encoder, "dataset": dataset, "protocols": list(protocols), "resolution": resolution, "k": k,
               "temperature": temperature, "seeds": list(seeds)}
     rundir.write_json(out / "config.json", config)
-    rundir.write_json(out / "environment.json", rundir.environment())
-    load = {"download": download, "image_size": image_size}
-    (x, y) = _tensor(_features(net, dataset, "train", data_root, resolution, **load))
-    (x_test, y_test) = _tensor(_features(net, dataset, "test", data_root, resolution, **load))
+    rundir.record_environment(out)
     metrics: dict = {"train_images": len(y), "test_images": len(y_test), "warnings": _constant_warning(x)}
     timings = {}
     if "knn" in protocols:
         started = time.perf_counter()
-        result = weighted_knn(x, y, x_test, y_test, k=min(k, len(y)), temperature=temperature)
+        result = weighted_knn(x, y, x_test, y_test, k=k, temperature=temperature)  # fewer than k images: an error, not a silent k
         metrics.update({"knn_top1": result.accuracy["top1"], "knn_top5": result.accuracy["top5"]})
         timings["knn_seconds"] = time.perf_counter() - started
     if "linear" in protocols:
@@ -87,11 +88,12 @@ def analyze(encoder: str, dataset: str, out: Path, *, split: str = "test", data_
     from .plots import plot_geometry
     from .report import write_report
 
+    rundir.check_target(out, overwrite=overwrite)
     net = build_encoder(encoder)
+    features = _features(net, dataset, split, data_root, resolution, views=1, download=download, image_size=image_size)
     out = rundir.prepare(out, overwrite=overwrite)
     rundir.write_json(out / "config.json", {"encoder": encoder, "dataset": dataset, "split": split, "resolution": resolution})
-    rundir.write_json(out / "environment.json", rundir.environment())
-    features = _features(net, dataset, split, data_root, resolution, views=1, download=download, image_size=image_size)
+    rundir.record_environment(out)
     rows = np.sort(np.random.default_rng(0).permutation(len(features))[:max_points])
     (z, labels), (z_pair, _) = _tensor(features, 0), _tensor(features, 1)
     z, labels, z_pair = z[rows], labels[rows], z_pair[rows]

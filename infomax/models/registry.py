@@ -90,7 +90,13 @@ def read_encoder_config(path: str | os.PathLike) -> dict:
             f"{str(path)!r} has no {METADATA_KEY!r} metadata, so it is not an infomax encoder checkpoint; "
             "write one with infomax.models.save_encoder."
         )
-    return json.loads(metadata[METADATA_KEY])
+    try:
+        config = json.loads(metadata[METADATA_KEY])
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{str(path)!r}: its {METADATA_KEY!r} metadata is not JSON ({error}); the file is damaged.") from None
+    if not isinstance(config, dict) or "name" not in config:
+        raise ValueError(f"{str(path)!r}: its {METADATA_KEY!r} metadata names no architecture; the file is damaged.")
+    return config
 
 
 def load_encoder(path: str | os.PathLike, device: str = "cpu") -> Encoder:
