@@ -199,3 +199,19 @@ def test_a_random_weight_backbone_is_refused_with_the_alternatives(tmp_path):
     with pytest.raises(ValueError, match="random weights.*efficientnet-lite0.*infomax pretrain"):
         finetune(FinetuneConfig(backbone="resnet18", dataset="digits"), tmp_path / "run", report=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_overwrite_never_deletes_a_folder_that_is_not_a_run(backbone, tmp_path, capsys, monkeypatch):
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "notes.txt").write_text("mine")
+    monkeypatch.chdir(tmp_path / "work")
+    for out in (".", str(tmp_path / "work")):
+        assert main(["finetune", "--dataset", "cifar11", "--out", out, "--overwrite"]) == 2
+        assert main(["finetune", "--backbone", backbone, "--dataset", "digits", "--out", out, "--overwrite"]) == 2
+    assert "not one" in capsys.readouterr().err and (tmp_path / "work" / "notes.txt").read_text() == "mine"
+
+
+def test_train_seconds_add_up_over_a_resume(backbone, tmp_path):
+    first = finetune(_config(backbone, epochs=1), tmp_path / "run", report=False)
+    both = finetune(_config(backbone, epochs=2), tmp_path / "run", resume=True, report=False)
+    assert both["train_seconds"] > first["train_seconds"] > 0
