@@ -52,7 +52,7 @@ class OptimConfig:
     weight_decay: float = 1e-4
     momentum: float = 0.9  # lars and sgd
     betas: tuple[float, float] = (0.9, 0.999)  # adamw
-    lars_eta: float = 0.02  # trust coefficient
+    lars_eta: float = 0.001  # trust coefficient (SimCLR, BYOL, Barlow Twins, VICReg)
     exclude_bias_norm: bool = True  # biases and norm weights: no weight decay, no LARS adaptation
     batch_size: int = 256  # global: split over devices
     clip_grad: float | None = None
@@ -141,6 +141,11 @@ def coerce(value, hint, where: str):
     elif hint is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif hint is str:
         if isinstance(value, str):
             return value

@@ -33,11 +33,12 @@ def test_bad_settings_name_the_fix(tree, message):
 
 def test_set_parses_yaml_values_and_round_trips_through_config_yaml(tmp_path):
     tree = C.load_recipe("smi-cpu")
-    for assignment in ("optim.lr=0.05", "optim.betas=[0.8, 0.99]", "run.compile=true", "schedule.max_steps=null",
+    for assignment in ("optim.lr=0.05", "optim.weight_decay=1e-6", "method.eps=5e-3", "optim.betas=[0.8, 0.99]", "run.compile=true", "schedule.max_steps=null",
                        "method.within_view=false", "model.options.width=8"):
         C.set_value(tree, assignment)
     config = C.build_config(tree)
     assert config.optim.lr == 0.05 and config.optim.betas == (0.8, 0.99) and config.run.compile is True
+    assert config.optim.weight_decay == 1e-6 and config.method.eps == 5e-3  # YAML 1.1 reads 1e-6 as a string
     assert config.method.within_view is False and config.model.options == {"width": 8}
     C.save(config, tmp_path / "config.yaml")
     assert C.load(tmp_path / "config.yaml") == config

@@ -7,7 +7,8 @@ A `batches` source gives `len()` batches per epoch through `epoch(epoch, skip)` 
 random state (`state_dict`). Checkpoints (runs/checkpoint.py: weights, optimiser moments, step,
 every rank's RNG and the source's state, one atomic safetensors file) are written every
 `checkpoint_every` steps, at each epoch end, at the end, and on SIGINT/SIGTERM; a resumed run
-repeats the uninterrupted one step for step. A non-finite loss stops the run before the
+repeats the uninterrupted one step for step (with fp32 or bf16; a resume that asks for more epochs
+stretches the schedule over the new total from where it stands). A non-finite loss stops the run before the
 optimiser steps, naming the term and the step, so the last checkpoint stays good.
 """
 from __future__ import annotations
@@ -86,13 +87,14 @@ class Loop:
             lr = set_lr(optimiser, factor)
             with checks(False):  # one finiteness check per stage below, not one host sync per term
                 terms = self.model(batch, stage, carry)
-            self._check_finite(terms, stage)
             optimiser.zero_grad(set_to_none=True)
             self.fabric.backward(terms["loss"])
             if self.clip_grad:
                 self.fabric.clip_gradients(self.model, optimiser, max_norm=self.clip_grad)
+            grad_norm = _grad_norm(optimiser)
+            self._check_finite(terms, grad_norm, stage)  # before the step: a bad gradient never reaches the weights
             if logging:
-                record[self._key(stage, "grad_norm")] = _grad_norm(optimiser)
+                record[self._key(stage, "grad_norm")] = grad_norm
                 record[self._key(stage, "lr")] = lr
             optimiser.step()
             record.update({self._key(stage, "loss" if k == "loss" else f"loss/{k}"): v.detach()
@@ -110,14 +112,17 @@ class Loop:
         """Metric names: the first stage's plain ("loss", "loss/task"), later stages' prefixed ("discriminator/loss")."""
         return name if stage == self.method.stages[0] else f"{stage}/{name}"
 
-    def _check_finite(self, terms: dict, stage: str) -> None:
-        bad = torch.stack([~torch.isfinite(terms["loss"].detach()).all()]).float()
+    def _check_finite(self, terms: dict, grad_norm: torch.Tensor, stage: str) -> None:
+        """Stop (on every rank alike) when the loss or the gradient is not finite, naming the terms and the step."""
+        bad = torch.stack([~torch.isfinite(terms["loss"].detach()), ~torch.isfinite(grad_norm)]).float()
         if self.fabric.world_size > 1:
             bad = self.fabric.all_reduce(bad, reduce_op="sum")
-        if float(bad) > 0:
+        if float(bad.sum()) > 0:
             named = [k for k, v in terms.items() if not k.startswith("_") and not torch.isfinite(v.detach()).all()]
-            raise NonFiniteLoss(f"step {self.step}, stage {stage}: the loss is not finite (terms {named or ['on another rank']}); "
-                                f"the last good checkpoint is {self.out / STATE}. Lower the lr (optim.lr), "
+            what = f"the loss is not finite (terms {named})" if named else (
+                "the gradient is not finite" if float(bad[1]) > 0 else "the loss is not finite on another rank")
+            kept = f"the last checkpoint, {self.out / STATE}, is from before it" if (self.out / STATE).exists() else "no checkpoint was written yet"
+            raise NonFiniteLoss(f"step {self.step + 1}, stage {stage}: {what}; {kept}. Lower the lr (optim.lr), "
                                 "raise the warm-up, or clip gradients (optim.clip_grad).")
 
     def _log(self, record: dict, terms: dict) -> None:
@@ -145,6 +150,11 @@ class Loop:
     def fit(self, resume: bool = False) -> dict:
         if resume and (self.out / STATE).exists():
             self.restore()
+        elif resume and self.fabric.global_rank == 0:  # killed before its first checkpoint: start over, log included
+            rundir.truncate_log(self.out, 0)
+        if self.step > self.schedule.total_steps:
+            raise ValueError(f"this run is at step {self.step}, past the {self.schedule.total_steps} steps asked; "
+                             "ask for more epochs or steps, not fewer.")
         per_epoch = len(self.batches)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         started = self._segment_start = time.perf_counter()
@@ -213,7 +223,8 @@ class Loop:
         extra = self._state_tensors()
         if self.fabric.global_rank == 0:
             running = time.perf_counter() - self._segment_start if self._segment_start is not None else 0.0
-            counters = {"step": self.step, "seconds": self.seconds + running, "world_size": self.fabric.world_size}
+            counters = {"step": self.step, "seconds": self.seconds + running, "world_size": self.fabric.world_size,
+                        "precision": _plain(self.fabric.strategy.precision.state_dict())}  # 16-mixed: the loss scale
             save_training_state(self.out / STATE, {"method": self.method}, self.optimisers, counters, extra)
         self.fabric.barrier()
 
@@ -223,6 +234,8 @@ class Loop:
             raise ValueError(f"{self.out} was trained on {counters['world_size']} processes; resume it with "
                              f"--devices {counters['world_size']} (got {self.fabric.world_size}).")
         self.step, self.seconds = counters["step"], counters.get("seconds", 0.0)
+        if counters.get("precision"):
+            self.fabric.strategy.precision.load_state_dict(counters["precision"])
         extra = load_extra(self.out / STATE)
         prefix = f"rank{self.fabric.global_rank}/"
         mine = {k[len(prefix):]: v for k, v in extra.items() if k.startswith(prefix)}
@@ -255,6 +268,11 @@ class Loop:
         print(f"[{self.name}] step {self.step}/{self.schedule.total_steps}, loss {record['loss']:.4f}, "
               f"{rate:.2f} steps/s, ETA {_clock(eta)}", file=sys.stderr, flush=True)
         self._shown = now
+
+
+def _plain(state: dict) -> dict:
+    """A precision plugin's state (floats, ints, 0-d tensors) as JSON values."""
+    return {k: (v.item() if torch.is_tensor(v) else v) for k, v in state.items()}
 
 
 def _grad_norm(optimiser) -> torch.Tensor:

@@ -66,6 +66,8 @@ def embedding_spread(loop, terms: dict) -> dict:
         return {}
     z = z.float()
     std = F.normalize(z, dim=1).std(dim=0).mean()
+    if loop.fabric.world_size > 1:  # every rank decides on the same number, or one would raise while the others wait
+        std = loop.fabric.all_reduce(std.detach(), reduce_op="mean")
     spread = float(std) * math.sqrt(z.shape[1])
     record = {"feature_std": float(std), "effective_rank": effective_rank(z)}
     if spread < COLLAPSED:

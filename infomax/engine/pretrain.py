@@ -135,6 +135,9 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
     out = Path(out)
     run = config.run
     check_devices(run, config.optim.batch_size)
+    for name in ("checkpoint_every", "log_every"):
+        if getattr(run, name) < 1:
+            raise ValueError(f"run.{name} must be at least 1 (optimiser steps), got {getattr(run, name)}.")
     per_rank = config.optim.batch_size // (run.devices * run.num_nodes)
     if per_rank < methods.METHODS[config.method_name].min_batch:
         raise ValueError(f"{config.method_name} needs at least {methods.METHODS[config.method_name].min_batch} "
@@ -165,7 +168,8 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
     compiled = torch.compile(method) if run.compile else method
     model, optimiser = fabric.setup(compiled, optimiser)
     schedule = make_schedule(config.schedule, len(batches))
-    monitors = (KNNMonitor(train, bank, query, config.data.resolution, run.knn_k, run.knn_temperature, run.knn_every),) if len(query) else ()
+    monitors = (KNNMonitor(train, bank, query, config.data.resolution, run.knn_k, run.knn_temperature, run.knn_every),) \
+        if len(query) and len(bank) >= run.knn_k else ()
     loop = Loop(fabric, model, {"main": optimiser}, batches, schedule, run, out, monitors=monitors,
                 watch=(embedding_spread, redundancy_to_alignment, *watch), name=f"pretrain {config.method_name}",
                 clip_grad=config.optim.clip_grad)
@@ -187,7 +191,7 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
         rundir.write_json(out / "metrics.json", result)
         _write_report(out)
     fabric.barrier()
-    return result
+    return result if fabric.global_rank == 0 else {}
 
 
 def make_schedule(schedule: C.ScheduleConfig, per_epoch: int) -> Schedule:
