@@ -128,9 +128,9 @@ def main() -> None:
     write(runs, args, per_step)
 
 
-def at_time(curve: list[dict], cpu_s: float) -> float:
-    """kNN top-1 linearly interpolated at `cpu_s` of training."""
-    return float(np.interp(cpu_s, [p["cpu_s"] for p in curve], [p["knn_top1"] for p in curve]))
+def at_time(curve: list[dict], cpu_s: float, axis: str = "cpu_s") -> float:
+    """kNN top-1 linearly interpolated at `cpu_s` of training (or at a step, with axis="step")."""
+    return float(np.interp(cpu_s, [p[axis] for p in curve], [p["knn_top1"] for p in curve]))
 
 
 def write(runs: list[dict], args, per_step: dict, facts: dict | None = None) -> None:
@@ -146,18 +146,24 @@ def write(runs: list[dict], args, per_step: dict, facts: dict | None = None) -> 
              f"per run; seeds {args.seeds}. kNN (k=20, T=0.07) from 10,000 training images to the 10,000 test images. "
              "Rerun: `python benchmarks/pretrain_smi_vs_barlow.py`.", "",
              "Each method's step count comes from a pilot's CPU-s per step; the runs then used somewhat different "
-             "CPU time, so the comparison column interpolates every curve at the time the shortest run reached.", ""]
+             "CPU time, so the comparison columns interpolate every curve at the CPU time, and at the step, that the "
+             "shortest run reached. CPU time per step swelled for runs that shared the machine with other work "
+             "(OpenMP threads spin while they wait), so the equal-step column is the steadier comparison: the four "
+             "methods share encoder, projector widths, batch and optimiser, and their steps cost within 10% of each "
+             "other (results/pretrain_overhead_cpu.md).", ""]
     common = min(r["curve"][-1]["cpu_s"] for r in runs)
-    lines += [f"| method | CPU-s / step (pilot) | steps | untrained kNN | kNN at {common:.0f} CPU-s (mean ± std) | final kNN | "
-              "training CPU-s | wall minutes / run |", "|---|---|---|---|---|---|---|---|"]
+    steps = min(r["curve"][-1]["step"] for r in runs)
+    lines += [f"| method | CPU-s / step (pilot) | steps | untrained kNN | kNN at {common:.0f} CPU-s | kNN at step {steps} | "
+              "final kNN | training CPU-s | wall minutes / run |", "|---|---|---|---|---|---|---|---|---|"]
     for method, group in by_method.items():
         first = [r["curve"][0]["knn_top1"] for r in group]
         last = [r["curve"][-1]["knn_top1"] for r in group]
         equal = [at_time(r["curve"], common) for r in group]
         cpu = statistics.fmean(r["curve"][-1]["cpu_s"] for r in group)
         wall = statistics.fmean(r["curve"][-1]["wall_s"] for r in group) / 60
-        lines.append(f"| {method} | {per_step[method]:.2f} | {group[0]['steps']} | {fmt(first)} | {fmt(equal)} | {fmt(last)} | "
-                     f"{cpu:.0f} | {wall:.1f} |")
+        same_step = [at_time(r["curve"], steps, "step") for r in group]
+        lines.append(f"| {method} | {per_step[method]:.2f} | {group[0]['steps']} | {fmt(first)} | {fmt(equal)} | {fmt(same_step)} | "
+                     f"{fmt(last)} | {cpu:.0f} | {wall:.1f} |")
     lines += ["", f"Seeds per method: {', '.join(f'{m} {len(g)}' for m, g in by_method.items())}."]
     Path(f"{stem}.md").write_text("\n".join(lines) + "\n")
     plot(by_method, f"{stem}.png")
