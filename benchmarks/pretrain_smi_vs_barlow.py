@@ -164,7 +164,10 @@ def write(runs: list[dict], args, per_step: dict, facts: dict | None = None) -> 
         same_step = [at_time(r["curve"], steps, "step") for r in group]
         lines.append(f"| {method} | {per_step[method]:.2f} | {group[0]['steps']} | {fmt(first)} | {fmt(equal)} | {fmt(same_step)} | "
                      f"{fmt(last)} | {cpu:.0f} | {wall:.1f} |")
-    lines += ["", f"Seeds per method: {', '.join(f'{m} {len(g)}' for m, g in by_method.items())}."]
+    shortest = min(runs, key=lambda r: r["curve"][-1]["step"])["method"]
+    lines += ["", f"Seeds per method: {', '.join(f'{m} {len(g)}' for m, g in by_method.items())}. At step {steps} the "
+              f"shortest run ({shortest}) had finished its cosine schedule and the others had not, which favours it in "
+              "that column; the final column compares each run at its own end."]
     Path(f"{stem}.md").write_text("\n".join(lines) + "\n")
     plot(by_method, f"{stem}.png")
     print("\n".join(lines), flush=True)
