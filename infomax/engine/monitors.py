@@ -29,7 +29,7 @@ class Collapsed(ValueError):
 def embed(method, images: np.ndarray, resolution: int, device, batch: int = 512) -> torch.Tensor:
     out = []
     for start in range(0, len(images), batch):
-        x = to_float_images(torch.from_numpy(np.ascontiguousarray(images[start:start + batch])).to(device), channels=None)
+        x = to_float_images(torch.from_numpy(np.array(images[start:start + batch])).to(device), channels=None)  # a writable copy
         out.append(method.embed(center_resize(x, resolution)).float())
     return torch.cat(out)
 
