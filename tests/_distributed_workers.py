@@ -45,12 +45,12 @@ def tiny_method(name):
     return methods.build(name, TinyEncoder(), projector_hidden=16, projector_out=10, projector_batch_norm=False)
 
 
-def engine_steps(fabric, names, views):
-    """{name: engine_step} for each method, in one launch of the ranks."""
-    return {name: engine_step(fabric, name, views) for name in names}
+def engine_steps(fabric, names, views, out):
+    """{name: engine_step} for each method, in one launch of the ranks; `out` takes the loop's log."""
+    return {name: engine_step(fabric, name, views, out) for name in names}
 
 
-def engine_step(fabric, name, views):
+def engine_step(fabric, name, views, out):
     """One optimiser step of `name` through the engine's loop on this rank's half of `views`."""
     from infomax.config import OptimConfig, RunConfig
     from infomax.engine.loop import Loop, Schedule
@@ -60,7 +60,7 @@ def engine_step(fabric, name, views):
     optimiser = build_optimiser(method.stage_parameters("main"), OptimConfig(name="sgd", lr=0.5, weight_decay=0.0, momentum=0.0))
     model, optimiser = fabric.setup(method, optimiser)
     loop = Loop(fabric, model, {"main": optimiser}, [None], Schedule(1, 0, decay="constant"),
-                RunConfig(log_every=1000, progress=False), out=".")
+                RunConfig(log_every=1000, progress=False), out=out)
     half = [v.chunk(fabric.world_size)[fabric.global_rank] for v in views]
     terms = loop.train_step({"views": half})
     loss = fabric.all_reduce(terms["loss"].detach(), reduce_op="mean")

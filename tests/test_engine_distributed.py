@@ -28,13 +28,13 @@ def reference_step(name, views):
 
 
 @pytest.fixture(scope="module")
-def two_rank_results():
+def two_rank_results(tmp_path_factory):
     from lightning.fabric import Fabric
 
     torch.manual_seed(1)
     views = [torch.rand(16, 3, 8, 8), torch.rand(16, 3, 8, 8)]
     fabric = Fabric(accelerator="cpu", devices=2, strategy="ddp_spawn")
-    return views, fabric.launch(engine_steps, METHODS, views)  # one launch for all four (process start-up is the cost)
+    return views, fabric.launch(engine_steps, METHODS, views, tmp_path_factory.mktemp("loop"))  # one launch for all four (process start-up is the cost)
 
 
 @pytest.mark.parametrize("name", METHODS)
