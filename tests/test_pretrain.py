@@ -167,6 +167,9 @@ def test_existing_run_is_refused_and_resume_refuses_changed_settings(tmp_path, c
     assert "optim.lr: 0.3 -> 0.01" in capsys.readouterr().err
     assert main(["pretrain", "--resume", "--max-steps", "4", "--out", str(out)]) == 0  # more steps: allowed
     assert max(losses(out)) == 4
+    os.remove(out / ".infomax-run")  # a run from before markers (config + metrics) still counts as a run
+    assert main(["pretrain", "--resume", "--max-steps", "5", "--out", str(out)]) == 0
     os.remove(out / ".infomax-run")
+    os.remove(out / "config.yaml")  # now it is just a folder with files in it
     assert main(["pretrain", "--method", "smi", *TINY, "--out", str(out), "--overwrite"]) == 2
-    assert "not one" in capsys.readouterr().err and (out / "config.yaml").exists()
+    assert "not one" in capsys.readouterr().err and (out / "metrics.jsonl").exists()

@@ -187,7 +187,12 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
         save_encoder(method.encoder, out / "encoder.safetensors")
         if monitors:
             result["knn_top1_holdout"] = monitors[0].score(method, fabric.device)
-        result.update({f"last/{k}": float(v.detach()) for k, v in loop.last_terms.items() if not k.startswith("_")})
+        last = {f"last/{k}": float(v.detach()) for k, v in loop.last_terms.items() if not k.startswith("_")}
+        if not last and (out / "metrics.json").exists():  # a resume of a finished run trained nothing: keep what it had
+            import json
+
+            last = {k: v for k, v in json.loads((out / "metrics.json").read_text()).items() if k.startswith("last/")}
+        result.update(last)
         rundir.write_json(out / "metrics.json", result)
         _write_report(out)
     fabric.barrier()

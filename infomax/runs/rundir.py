@@ -32,6 +32,13 @@ def _protected(out: Path) -> bool:
     return any(out == p or out in p.parents for p in (Path.cwd().resolve(), Path.home().resolve())) or out == Path(out.anchor)
 
 
+def is_run(out: Path) -> bool:
+    """A run directory: it has the marker, or (written before markers existed) a config and metrics."""
+    out = Path(out)
+    config = any((out / name).exists() for name in ("config.json", "config.yaml"))
+    return (out / MARKER).exists() or (config and any((out / name).exists() for name in ("metrics.json", METRICS_LOG)))
+
+
 def check_target(out: Path, *, resume: bool = False, overwrite: bool = False) -> Path:
     """Refuse a target that `prepare` would refuse, without touching the disk (call it before any work)."""
     out = Path(out)
@@ -40,14 +47,14 @@ def check_target(out: Path, *, resume: bool = False, overwrite: bool = False) ->
     holds = out.exists() and (not out.is_dir() or any(out.iterdir()))
     if holds and not out.is_dir():
         raise RunDirExists(f"{out} is a file, not a run directory; choose another --out.")
-    if holds and overwrite and not (out / MARKER).exists():
+    if holds and overwrite and not is_run(out):
         raise RunDirExists(f"--overwrite deletes only infomax run directories, and {out} is not one (no {MARKER}); "
                            "choose another --out or delete it yourself.")
     if holds and overwrite and _protected(out):
         raise RunDirExists(f"--overwrite refuses to delete {out}: it is or contains the working or home directory.")
     if holds and not (resume or overwrite):
         raise RunDirExists(f"{out} already holds a run; pass --resume to continue it or --overwrite to start again.")
-    if resume and not (out / MARKER).exists():
+    if resume and not is_run(out):
         raise FileNotFoundError(f"--resume: {out} holds no infomax run to continue; start one without --resume.")
     return out
 
