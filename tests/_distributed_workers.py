@@ -47,7 +47,10 @@ def tiny_method(name):
 
 def engine_steps(fabric, names, views, out):
     """{name: engine_step} for each method, in one launch of the ranks; `out` takes the loop's log."""
-    return {name: engine_step(fabric, name, views, out) for name in names}
+    results = {name: engine_step(fabric, name, views, out) for name in names}
+    fabric.barrier()  # leave together and close the group: a rank exiting with gloo work in flight aborts
+    dist.destroy_process_group()
+    return results
 
 
 def engine_step(fabric, name, views, out):
