@@ -57,7 +57,7 @@ def measure(name: str, images, rows, device: str, precision: str, batch: int, st
     recipe = get_recipe(config.data.views or methods.METHODS[name].default_views, 32)
     batches = ViewBatches(images, rows, recipe, batch, seed=0, device=fabric.device)
     model, optimiser = fabric.setup(method, optimiser)
-    loop = Loop(fabric, model, {"main": optimiser}, batches, Schedule(10_000, 10, 0.0), config.run, Path("."), name="bench")
+    loop = Loop(fabric, model, {"main": optimiser}, batches, Schedule(10_000, 10, 0.0, "cosine", 0.0), config.run, Path("."), name="bench")
     loop.emit = lambda record: None  # no metrics file from a benchmark
     stream = batches.epoch(0)
     fixed = next(batches.epoch(1))

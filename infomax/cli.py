@@ -127,6 +127,7 @@ def _recipes(args: argparse.Namespace) -> int:
 
 
 def add_pretrain(verbs) -> None:
+    from .engine.pretrain import ACCELERATORS, PRECISIONS
     from .methods import METHODS
 
     p = verbs.add_parser("pretrain", help="self-supervised pretraining of an encoder (simclr, barlow_twins, vicreg, smi)",
@@ -142,8 +143,8 @@ def add_pretrain(verbs) -> None:
                              ("checkpoint-every", int, "optimiser steps between checkpoints"),
                              ("devices", int, "processes per node (DDP when more than 1)"), ("num-nodes", int, "nodes (torchrun / SLURM)")):
         p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind, help=f"{text} (default: the recipe's)")
-    p.add_argument("--accelerator", choices=["cpu", "cuda", "mps", "auto"])
-    p.add_argument("--precision", choices=["32-true", "bf16-mixed", "16-mixed"])
+    p.add_argument("--accelerator", choices=ACCELERATORS)
+    p.add_argument("--precision", choices=PRECISIONS)
     p.add_argument("--compile", action="store_true", help="torch.compile the method")
     p.add_argument("--abort-on-collapse", dest="abort_on_collapse", action="store_true", help="stop when the embedding collapses")
     p.add_argument("--out", required=True, metavar="DIR")

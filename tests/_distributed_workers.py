@@ -62,7 +62,7 @@ def engine_step(fabric, name, views, out):
     method = tiny_method(name)
     optimiser = build_optimiser(method.stage_parameters("main"), OptimConfig(name="sgd", lr=0.5, weight_decay=0.0, momentum=0.0))
     model, optimiser = fabric.setup(method, optimiser)
-    loop = Loop(fabric, model, {"main": optimiser}, [None], Schedule(1, 0, decay="constant"),
+    loop = Loop(fabric, model, {"main": optimiser}, [None], Schedule(1, 0, 0.0, "constant", 1.0),
                 RunConfig(log_every=1000, progress=False), out=out)
     half = [v.chunk(fabric.world_size)[fabric.global_rank] for v in views]
     terms = loop.train_step({"views": half})

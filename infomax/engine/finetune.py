@@ -200,7 +200,7 @@ class Trainer:
             warmup = self.total_steps // 10
             print(f"[finetune] the {self.config.warmup_steps}-step warm-up would take most of this {self.total_steps}-step run; "
                   f"warming up over {warmup} steps instead (set --warmup-steps to choose).", file=sys.stderr, flush=True)
-        schedule = Schedule(self.total_steps, warmup, self.config.warmup_start, decay="constant")
+        schedule = Schedule(self.total_steps, warmup, self.config.warmup_start, decay="constant", final_factor=1.0)
         run = RunConfig(log_every=self.config.log_every, checkpoint_every=2**62, knn_every=0)
         batches = FeatureBatches(self.sampler, self.prepared.train, self.labels, self.method.views)
         self.loop = Loop(fabric, model, dict(zip(self.optimisers, optimisers)), batches, schedule, run, self.out, name="finetune")

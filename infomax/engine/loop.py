@@ -41,11 +41,13 @@ class Interrupted(KeyboardInterrupt):
 
 @dataclass
 class Schedule:
+    """The lr factor per step; pretrain builds it from ScheduleConfig (where the defaults live), finetune from its config."""
+
     total_steps: int
     warmup_steps: int
-    warmup_start: float = 0.0
-    decay: str = "cosine"
-    final_factor: float = 0.0
+    warmup_start: float
+    decay: str
+    final_factor: float
 
     def factor(self, step: int) -> float:
         return lr_factor(step, self.total_steps, self.warmup_steps, self.warmup_start, self.decay, self.final_factor)

@@ -19,7 +19,7 @@ DECAYS = ("cosine", "constant")
 
 
 class LARS(torch.optim.Optimizer):
-    def __init__(self, params, lr: float, weight_decay: float = 0.0, momentum: float = 0.9, eta: float = 0.02):
+    def __init__(self, params, lr: float, weight_decay: float, momentum: float, eta: float):  # defaults: OptimConfig
         super().__init__(params, dict(lr=lr, weight_decay=weight_decay, momentum=momentum, eta=eta, adapt=True))
 
     @torch.no_grad()
