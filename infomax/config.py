@@ -69,14 +69,22 @@ class ScheduleConfig:
     final_factor: float = 0.0  # lr factor at the last step (cosine)
 
 
+def _knn_default(name: str):
+    import inspect
+
+    from .eval.knn import weighted_knn
+
+    return inspect.signature(weighted_knn).parameters[name].default
+
+
 @dataclass
 class RunConfig:
     seed: int = 0
     checkpoint_every: int = 500  # optimiser steps; also at each epoch end, the end, SIGINT and SIGTERM
     log_every: int = 10
     knn_every: int = 1  # epochs; 0 turns the monitor off
-    knn_k: int = 20
-    knn_temperature: float = 0.07
+    knn_k: int = _knn_default("k")  # 20 and 0.07, the DINO/MIRA protocol; written out in config.yaml
+    knn_temperature: float = _knn_default("temperature")
     abort_on_collapse: bool = False  # the collapse monitor (on logged steps) stops the run instead of warning
     accelerator: str = "auto"  # cpu | cuda | mps | auto
     devices: int = 1

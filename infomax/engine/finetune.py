@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import RunConfig
 from ..data.dataset import load_dataset
 from ..data.features import Features, extract_features
 from ..data.subsets import DualSampler, balanced_subset, read_labels_file, save_subset
@@ -61,7 +62,7 @@ class FinetuneConfig:
     val_fraction: float = 0.1
     standardise: bool = True  # the head's input, with training-set statistics
     feature_batch: int = 128
-    log_every: int = 10
+    log_every: int = RunConfig.log_every
     extras: dict = field(default_factory=dict)
 
     def loss_settings(self) -> TwinTurboLoss:
@@ -189,7 +190,6 @@ class Trainer:
         a checkpoint at every epoch end."""
         from lightning.fabric import Fabric
 
-        from ..config import RunConfig
         from .loop import Loop, Schedule
 
         save_subset(self.out / "labelled.json", self.labelled, self.labels, dataset=self.config.dataset, split="train", seed=self.config.seed)
@@ -265,12 +265,7 @@ RESUMABLE = {"epochs", "log_every", "data_root", "feature_batch", "download"}  #
 
 
 def check_resume(config: FinetuneConfig, saved_path: Path) -> None:
-    saved, asked = json.loads(saved_path.read_text()), dataclasses.asdict(config)
-    changed = sorted(k for k in saved.keys() | asked.keys() if saved.get(k) != asked.get(k) and k not in RESUMABLE)
-    if changed:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {asked.get(k)!r}" for k in changed)
-        raise ValueError(f"--resume: these settings differ from the run's config.json: {detail}. Only "
-                         f"{', '.join(sorted(RESUMABLE))} may change; start a new run (another --out) for the rest.")
+    rundir.refuse_changes(json.loads(saved_path.read_text()), dataclasses.asdict(config), RESUMABLE, saved_path.name)
 
 
 def check_settings(config: FinetuneConfig) -> None:

@@ -187,10 +187,10 @@ class Loop:
         return {"steps": self.step, "seconds": self.seconds}
 
     def _after_step(self) -> None:
-        stop = torch.tensor([float(self._stop or 0)], device=self.fabric.device)
-        if self.fabric.world_size > 1:
-            stop = self.fabric.all_reduce(stop, reduce_op="sum")
-        if float(stop) > 0:
+        stop = self._stop is not None
+        if self.fabric.world_size > 1:  # every rank stops at the same step, or one would wait for the others
+            stop = float(self.fabric.all_reduce(torch.tensor([float(stop)], device=self.fabric.device), reduce_op="sum")) > 0
+        if stop:
             self.save()
             raise Interrupted(f"stopped by signal at step {self.step}; the checkpoint is saved: rerun with --resume.")
         if self.step % self.run.checkpoint_every == 0:

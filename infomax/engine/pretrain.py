@@ -56,13 +56,7 @@ def _quoted(text: str) -> str:
 
 
 def check_resume(config: C.TrainConfig, out: Path) -> None:
-    saved = _flat(C.to_dict(C.load(out / CONFIG)))
-    asked = _flat(C.to_dict(config))
-    changed = sorted(k for k in saved.keys() | asked.keys() if saved.get(k) != asked.get(k) and k not in RESUMABLE)
-    if changed:
-        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {asked.get(k)!r}" for k in changed)
-        raise ValueError(f"--resume: these settings differ from the run's config.yaml: {detail}. Only "
-                         f"{', '.join(sorted(RESUMABLE))} may change; start a new run (another --out) for the rest.")
+    rundir.refuse_changes(_flat(C.to_dict(C.load(out / CONFIG))), _flat(C.to_dict(config)), RESUMABLE, CONFIG)
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:

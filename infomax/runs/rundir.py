@@ -17,7 +17,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from .atomic import save_tensors, write_atomic, write_json  # noqa: F401  (re-exported for the verbs)
+from .atomic import save_tensors, write_atomic, write_json
+
+__all__ = ["MARKER", "METRICS_LOG", "RunDirExists", "check_target", "environment", "is_run", "load_tensors", "log_metrics",
+           "prepare", "read_metrics", "record_environment", "refuse_changes", "save_tensors", "truncate_log", "write_atomic",
+           "write_json"]
 
 METRICS_LOG = "metrics.jsonl"
 MARKER = ".infomax-run"
@@ -68,6 +72,15 @@ def prepare(out: Path, *, resume: bool = False, overwrite: bool = False) -> Path
     if not (out / MARKER).exists():
         write_atomic(out / MARKER, "an infomax run directory; --overwrite may delete it\n")
     return out
+
+
+def refuse_changes(saved: dict, asked: dict, allowed: set[str], source: str) -> None:
+    """--resume: refuse any setting of `asked` that differs from the run's recorded `saved`, except `allowed`."""
+    changed = sorted(k for k in saved.keys() | asked.keys() if saved.get(k) != asked.get(k) and k not in allowed)
+    if changed:
+        detail = ", ".join(f"{k}: {saved.get(k)!r} -> {asked.get(k)!r}" for k in changed)
+        raise ValueError(f"--resume: these settings differ from the run's {source}: {detail}. Only "
+                         f"{', '.join(sorted(allowed))} may change; start a new run (another --out) for the rest.")
 
 
 def environment() -> dict:
