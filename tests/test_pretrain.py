@@ -21,7 +21,7 @@ TINY = ["--dataset", "digits", "--batch-size", "64", "--set", "model.options.wid
         "--set", "method.projector_out=32", "--set", "run.log_every=1", "--set", "run.knn_every=0", "--set", "data.holdout=200"]
 
 
-def cli(*argv, env=None):
+def cli(*argv):
     return [sys.executable, "-m", "infomax", "pretrain", *argv]
 
 
