@@ -38,19 +38,31 @@ class TinyEncoder(torch.nn.Module):
         return EncoderOutput(self.net(x.flatten(1)).tanh(), None)
 
 
+TINY = {"swav": {"num_prototypes": 6, "freeze_prototypes_epochs": 0},
+        "mira": {"num_prototypes": 6, "freeze_prototypes_epochs": 0},
+        "byol": {"predictor_hidden": 8, "predictor_batch_norm": False}, "simsiam": {"predictor_hidden": 8, "predictor_batch_norm": False}}
+
+
 def tiny_method(name):
     from infomax import methods
 
     torch.manual_seed(0)
-    return methods.build(name, TinyEncoder(), projector_hidden=16, projector_out=10, projector_batch_norm=False)
+    return methods.build(name, TinyEncoder(), projector_hidden=16, projector_out=10, projector_batch_norm=False,
+                         **TINY.get(name, {}))
 
 
 def engine_steps(fabric, names, views, out):
-    """{name: engine_step} for each method, in one launch of the ranks; `out` takes the loop's log."""
-    results = {name: engine_step(fabric, name, views, out) for name in names}
+    """engine_step for each method in one launch of the ranks; rank 0 writes each result to out/NAME.npz
+    (a returned payload over the pipe's buffer would deadlock the launcher, which reads it after join)."""
+    import numpy as np
+
+    for name in names:
+        result = engine_step(fabric, name, views, out)
+        if fabric.global_rank == 0:
+            np.savez(out / f"{name}.npz", loss=result["loss"], **{f"param/{k}": v for k, v in result["params"].items()},
+                     **({"targets": result["targets"]} if "targets" in result else {}))
     fabric.barrier()  # leave together and close the group: a rank exiting with gloo work in flight aborts
     dist.destroy_process_group()
-    return results
 
 
 def engine_step(fabric, name, views, out):
@@ -67,4 +79,7 @@ def engine_step(fabric, name, views, out):
     half = [v.chunk(fabric.world_size)[fabric.global_rank] for v in views]
     terms = loop.train_step({"views": half})
     loss = fabric.all_reduce(terms["loss"].detach(), reduce_op="mean")
-    return {"loss": loss.item(), "params": {k: v.detach().numpy().copy() for k, v in method.state_dict().items()}}  # by value
+    result = {"loss": loss.item(), "params": {k: v.detach().numpy().copy() for k, v in method.state_dict().items()}}  # by value
+    if "_targets" in terms:  # SwAV's and MIRA's pseudo-labels, every rank's rows in rank order
+        result["targets"] = torch.cat(list(fabric.all_gather(terms["_targets"])), dim=1).numpy().copy()
+    return result

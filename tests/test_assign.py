@@ -107,3 +107,38 @@ def test_documented_defaults():
     # SwAV (Caron et al., 2020, Sec. 3.1 and App. A): epsilon = 0.05, 3 Sinkhorn iterations
     assert {k: defaults(sinkhorn)[k] for k in ("epsilon", "iters")} == {"epsilon": 0.05, "iters": 3}
     assert torch.equal(sinkhorn(logits), sinkhorn(logits, epsilon=0.05, iters=3))
+
+
+def test_mira_initialisations_reach_the_same_fixed_point_and_differ_on_the_way():
+    logits = cosine_logits(b=96, k=12, seed=3)
+    paper, code = mira(logits, iters=400), mira(logits, iters=400, init="sharpened")
+    torch.testing.assert_close(paper, code, atol=1e-9, rtol=0)
+    assert (mira(logits, iters=2) - mira(logits, iters=2, init="sharpened")).abs().max() > 1e-4
+    _, marginals = mira(logits, iters=0, init="sharpened", return_marginals=True)  # the authors' u_0
+    expected = torch.softmax(logits / (TAU * (1 - BETA)), 1).mean(0) ** (1 - BETA)
+    torch.testing.assert_close(marginals[0], expected)
+    assert defaults(mira)["init"] == "mean"
+    with pytest.raises(ValueError, match="init"):
+        mira(logits, init="uniform")
+
+
+def _naive_sinkhorn(scores, epsilon=0.05, iters=3):
+    """The linear-domain recipe, run in the input's dtype (the anchors' fp16 SwAV: swav #67)."""
+    q = torch.exp(scores / epsilon).T
+    q = q / q.sum()
+    for _ in range(iters):
+        q = q / q.sum(dim=1, keepdim=True) / q.shape[0]
+        q = q / q.sum(dim=0, keepdim=True) / q.shape[1]
+    return (q * q.shape[1]).T
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_assigners_stay_finite_where_the_linear_domain_recipe_overflows(dtype):
+    scores = cosine_logits(b=64, k=12).to(dtype)  # cosine scores in [-1, 1]; exp(1 / 0.05) overflows float16
+    big = scores * 30  # unnormalised embeddings (or a high lr) give scores far outside [-1, 1]
+    assert not torch.isfinite(_naive_sinkhorn(big)).all()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for s in (scores, big):
+            q, w = sinkhorn(s), mira(s)
+            assert q.dtype == w.dtype == dtype and torch.isfinite(q).all() and torch.isfinite(w).all()
+    torch.testing.assert_close(sinkhorn(scores).double(), sinkhorn(scores.double()), atol=1e-3, rtol=1e-2)  # float64 inside: only the output is rounded

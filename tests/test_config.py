@@ -67,3 +67,27 @@ def test_recipes_verb_lists_every_recipe_with_its_description(capsys):
     printed = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in printed] == C.recipe_names()
     assert all(len(line.split()) > 3 for line in printed)
+
+
+def test_the_peer_methods_keep_their_papers_defaults():
+    mira, swav, hydes = (methods.settings_of(n)() for n in ("mira", "swav", "hydes"))
+    # MIRA Sec. 4.1: tau_s 0.1, tau_t 0.225, beta 2/3, 30 iterations, K 3000, EMA 0.99 -> 1; annealing and the
+    # authors' initialisation are off
+    assert (mira.student_temperature, mira.teacher_temperature, mira.beta, mira.iters) == (0.1, 0.225, 2 / 3, 30)
+    assert (mira.num_prototypes, mira.momentum_base, mira.momentum_final) == (3000, 0.99, 1.0)
+    assert (mira.beta_start, mira.init, mira.ema) == (None, "mean", True)
+    # SwAV Sec. 3.1 and App. A: eps 0.05, 3 iterations, temperature 0.1, prototypes frozen for the first epoch
+    assert (swav.epsilon, swav.sinkhorn_iters, swav.temperature, swav.freeze_prototypes_epochs) == (0.05, 3, 0.1, 1)
+    assert (hydes.kappa, hydes.alpha, hydes.beta) == (1.0, 1.0, 1.0)  # HyDeS Sec. III
+    byol = methods.settings_of("byol")()
+    assert (byol.momentum_base, byol.momentum_final) == (0.99, 1.0)
+    from infomax.data.views import get_recipe
+    from infomax.models import build_encoder
+
+    encoder = build_encoder("convnet", width=4)
+    widths = lambda mlp: [m.out_features for m in mlp if hasattr(m, "out_features")]  # noqa: E731
+    assert widths(methods.build("byol", encoder).predictor) == [4096, 256]  # BYOL Sec. 3.3
+    assert widths(methods.build("simsiam", encoder).predictor) == [512, 2048]  # SimSiam Sec. 4
+    assert widths(methods.build("mira", encoder).projector) == [2048, 2048, 256]
+    crops = get_recipe(methods.METHODS["hydes"].default_views, 224)
+    assert [v.size for v in crops] == [224] * 2 + [96] * 6 and crops[0].scale == (0.4, 1.0) and crops[2].scale == (0.05, 0.4)

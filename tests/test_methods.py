@@ -12,6 +12,9 @@ def build(name, **settings):
     return methods.build(name, build_encoder("convnet", width=4), projector_hidden=16, projector_out=12, **settings)
 
 
+TWO_VIEW = ["simclr", "barlow_twins", "vicreg", "smi"]
+
+
 def projections(method, views):
     return [method.projector(method.encoder(v).pooled) for v in views]
 
@@ -26,7 +29,7 @@ SETTINGS = {"simclr": {"temperature": 0.3}, "barlow_twins": {"lambd": 0.01}, "vi
             "smi": {"lambd": 2.0, "eps": 1e-2}}
 
 
-@pytest.mark.parametrize("name", list(methods.METHODS))
+@pytest.mark.parametrize("name", TWO_VIEW)
 def test_step_is_the_objective_on_the_projections(name):
     views = [torch.rand(8, 3, 16, 16), torch.rand(8, 3, 16, 16)]
     method = build(name, **SETTINGS[name]).eval()  # eval: batch norm uses the same statistics in both forwards
@@ -38,9 +41,9 @@ def test_step_is_the_objective_on_the_projections(name):
 
 
 def test_smi_communicates_nothing_and_the_others_do():
-    assert [m.communicates for m in methods.METHODS.values()] == [True, True, True, False]
+    assert [n for n, m in methods.METHODS.items() if not m.communicates] == ["smi"]
 
 
 def test_unknown_method_lists_the_registered_ones():
-    with pytest.raises(ValueError, match="simclr, barlow_twins, vicreg, smi"):
+    with pytest.raises(ValueError, match="simclr, barlow_twins, vicreg, smi, byol, simsiam, swav, mira, hydes"):
         methods.build("moco", build_encoder("convnet", width=4))

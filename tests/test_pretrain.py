@@ -173,3 +173,35 @@ def test_existing_run_is_refused_and_resume_refuses_changed_settings(tmp_path, c
     os.remove(out / "config.yaml")  # now it is just a folder with files in it
     assert main(["pretrain", "--method", "smi", *TINY, "--out", str(out), "--overwrite"]) == 2
     assert "not one" in capsys.readouterr().err and (out / "metrics.jsonl").exists()
+
+
+PEERS = {"byol": ["--set", "method.predictor_hidden=16"], "simsiam": ["--set", "method.predictor_hidden=16"],
+         "swav": ["--set", "method.num_prototypes=32"], "mira": ["--set", "method.num_prototypes=32", "--set", "method.beta_start=0.75"],
+         "hydes": ["--set", "method.kappa=10"]}
+
+
+@pytest.mark.parametrize("name", list(PEERS))
+def test_the_teacher_prototype_and_multicrop_methods_train_through_pretrain(tmp_path, name):
+    out = tmp_path / name
+    assert main(["pretrain", "--method", name, *TINY, *PEERS[name], "--max-steps", "3", "--out", str(out)]) == 0
+    record = losses(out)
+    assert sorted(record) == [1, 2, 3] and all(map(lambda v: v == v, record.values()))
+    config = C.load(out / "config.yaml")
+    assert config.method_name == name and (out / "encoder.safetensors").exists()
+    if name == "hydes":
+        assert config.method.kappa == 10.0 and config.data.views == "multicrop"  # from hydes-cpu
+
+
+@pytest.mark.parametrize("name, extra, message", [
+    ("swav", ["--set", "method.queue_length=0"], "smaller than method.num_prototypes = 3000"),
+    ("hydes", ["--set", "method.kappa=0"], "method.kappa"),
+    ("mira", ["--set", "method.momentum_base=1.0"], "teacher without a student"),
+    ("hydes", ["--set", "data.view_options.local_size=64"], "local_size"),
+    ("mira", ["--set", "data.views=plain"], "at least 2 views"),
+    ("mira", ["--batch-size", "1"], "needs at least 2 images per device"),
+])
+def test_peer_bad_input_exits_2_naming_the_setting(tmp_path, capsys, name, extra, message):
+    out = tmp_path / "run"
+    assert main(["pretrain", "--method", name, *TINY, "--max-steps", "2", *extra, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and not out.exists()

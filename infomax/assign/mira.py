@@ -7,7 +7,9 @@ The marginal u -> wbar is found by the fixed point of Eq. 5. Writing
 w(u)_ij = softmax_j(log p_ij / a - (beta/a) log u_j), Eq. 5 becomes
   log u <- beta log u + a log mean_i w(u)_ij,
 a form whose batch mean is a plain sum, so under DDP it is all-reduced over `group`.
-Runs in float64 without gradient.
+The paper starts from u_0 = mean_i p_i (`init="mean"`); the authors' code starts from
+u_0 = (mean_i softmax(logits_i / (tau_t a)))^a (`init="sharpened"`), which the paper does not
+state. Both reach the same fixed point. Runs in float64 without gradient.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from .. import distributed
 from .._validate import check_matrix, check_positive
 
 TINY = 1e-300  # float64 floor for an empty cluster's marginal
+INITS = ("mean", "sharpened")
 
 
 def _weights(log_p_sharp: torch.Tensor, log_u: torch.Tensor, beta: float) -> torch.Tensor:
@@ -37,6 +40,7 @@ def mira(
     iters: int = 30,
     group=None,
     return_marginals: bool = False,
+    init: str = "mean",
 ):
     """Pseudo-labels W (B, K), rows summing to 1, in the dtype of `logits`.
 
@@ -51,9 +55,14 @@ def mira(
         raise ValueError(f"`beta` must lie in [0, 1) for Eq. 3 to be strongly convex, got {beta}.")
     if int(iters) < 0:
         raise ValueError(f"`iters` must be >= 0, got {iters}.")
+    if init not in INITS:
+        raise ValueError(f"`init` must be one of {', '.join(INITS)} (the paper's mean of p, or the authors' code), got {init!r}.")
     log_p = torch.log_softmax(logits.double() / temperature, dim=1)
     log_p_sharp = log_p / (1 - beta)
-    log_u = _log_batch_mean(log_p.exp(), group)
+    if init == "mean":
+        log_u = _log_batch_mean(log_p.exp(), group)
+    else:
+        log_u = (1 - beta) * _log_batch_mean(torch.softmax(log_p_sharp, dim=1), group)
     history = [log_u]
     for _ in range(int(iters)):
         log_u = beta * log_u + (1 - beta) * _log_batch_mean(_weights(log_p_sharp, log_u, beta), group)

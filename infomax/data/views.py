@@ -165,6 +165,9 @@ def multicrop(image_size: int, n_local: int = 6, local_size: int | None = None) 
     if isinstance(n_local, bool) or not isinstance(n_local, int) or n_local < 0:
         raise ValueError(f"`n_local` must be a non-negative int (number of local crops), got {n_local!r}.")
     local_size = max(1, round(image_size * 96 / 224)) if local_size is None else check_size(local_size)
+    if local_size > image_size:
+        raise ValueError(f"multicrop: local crops of {local_size} px are larger than the {image_size} px global ones; "
+                         f"set local_size (data.view_options.local_size) to at most {image_size}, DINO's ratio is 96/224.")
     local = dataclasses.replace(_byol_pair(local_size, (0.05, 0.4))[0], blur_p=0.5 if image_size > SMALL_IMAGE else 0.0)
     return _byol_pair(image_size, (0.4, 1.0)) + [local] * n_local
 

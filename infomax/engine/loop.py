@@ -2,7 +2,9 @@
 
 Per optimiser step: the lr factor of the step (engine/optim.py), then for each of the method's
 stages `terms = model(batch, stage, carry)`, backward through Fabric (DDP all-reduces the
-gradients), optional clipping, that stage's optimiser step; then `method.on_step_end`.
+gradients), `method.on_before_optimiser_step(stage)` (SwAV drops its frozen prototypes' gradient),
+optional clipping, that stage's optimiser step; then `method.on_step_end`. `method.on_epoch_start`
+runs when an epoch starts or resumes.
 A `batches` source gives `len()` batches per epoch through `epoch(epoch, skip)` and keeps its own
 random state (`state_dict`). Checkpoints (runs/checkpoint.py: weights, optimiser moments, step,
 every rank's RNG and the source's state, one atomic safetensors file) are written every
@@ -91,6 +93,7 @@ class Loop:
                 terms = self.model(batch, stage, carry)
             optimiser.zero_grad(set_to_none=True)
             self.fabric.backward(terms["loss"])
+            self.method.on_before_optimiser_step(stage)
             if self.clip_grad:
                 self.fabric.clip_gradients(self.model, optimiser, max_norm=self.clip_grad)
             grad_norm = _grad_norm(optimiser)
@@ -165,8 +168,7 @@ class Loop:
         try:
             while self.step < self.schedule.total_steps:
                 epoch, skip = divmod(self.step, per_epoch)
-                if skip == 0:
-                    self.method.on_epoch_start(epoch)
+                self.method.on_epoch_start(epoch)  # also mid-epoch after a resume: the method learns which epoch it is in
                 for batch in self.batches.epoch(epoch, skip):
                     self.train_step(batch)
                     if self._bar is not None:

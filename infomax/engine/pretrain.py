@@ -37,7 +37,7 @@ def resolve(recipe: str | None, method: str | None, sets: list[str], flags: dict
             raise ValueError(f"--resume: {out} trains {tree['method']['name']}, not {method}; drop --method or choose another --out.")
     else:
         if not method and not recipe:
-            raise ValueError("name a method (--method simclr|barlow_twins|vicreg|smi) or a --recipe.")
+            raise ValueError(f"name a method (--method {'|'.join(methods.METHODS)}) or a --recipe.")
         tree = C.load_recipe(recipe or f"{method}-cpu")
         named = (tree.get("method") or {}).get("name")
         if method and named and named != method:
@@ -143,6 +143,10 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
                          image_size=config.data.image_size)
     recipe = get_recipe(config.data.views or methods.METHODS[config.method_name].default_views, config.data.resolution,
                         **config.data.view_options)
+    cls = methods.METHODS[config.method_name]
+    if len(recipe) < cls.num_views:
+        raise ValueError(f"{config.method_name} trains on at least {cls.num_views} views; the view recipe "
+                         f"{config.data.views!r} gives {len(recipe)}. Choose another data.views (or drop it for the method's own).")
     fabric = make_fabric(run, out)
     if fabric.global_rank == 0:
         rundir.check_target(out, resume=resume, overwrite=overwrite)
@@ -151,6 +155,7 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
     fabric.launch()
     torch.manual_seed(run.seed)  # the same initial weights on every rank
     method = build_method(config, fabric.world_size, fabric.device.type)
+    method.check_batch(config.optim.batch_size)
     if fabric.device.type == "cuda":
         method = method.to(memory_format=torch.channels_last)
     rows, bank, query = split_rows(train.labels, config.data.holdout, config.data.bank, config.optim.batch_size)

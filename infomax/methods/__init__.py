@@ -1,17 +1,24 @@
 """Methods: one small class per method that owns its training step (see base.py), by name.
 
-Self-supervised pretraining: simclr, barlow_twins, vicreg, smi (one file each). Few-label heads
+Self-supervised pretraining, one file each: simclr, barlow_twins, vicreg, smi (two views, a
+projector, an objective), byol and simsiam (a predictor; BYOL's EMA teacher), swav and mira
+(prototypes and an assigner; MIRA's EMA teacher), hydes (multi-crop, every crop an anchor). Few-label heads
 on frozen features (TwinTURBO, FixMatch) live in `fewlabel/`.
 """
 from __future__ import annotations
 
 from .barlow_twins import BarlowTwins
 from .base import Method
+from .byol import BYOL
+from .hydes import HyDeS
+from .mira import MIRA
 from .simclr import SimCLR
+from .simsiam import SimSiam
 from .smi import SMI
+from .swav import SwAV
 from .vicreg import VICReg
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (SimCLR, BarlowTwins, VICReg, SMI)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (SimCLR, BarlowTwins, VICReg, SMI, BYOL, SimSiam, SwAV, MIRA, HyDeS)}
 
 
 def _known(name) -> type[Method]:

@@ -6,8 +6,10 @@ optimiser minimises); keys starting with "_" are handed to the next stage as `ca
 loop's monitors ("_embedding": detached (N, D) rows for the collapse monitor), never logged.
 Most methods have one stage, "main"; a method with an adversary (TwinTURBO's critic) lists
 more in `stages` and says in `stage_parameters` which parameters each stage's optimiser moves.
-Hooks: `on_step_end(step, total_steps)` after every optimiser step (an EMA update),
-`on_epoch_start(epoch)`. `encoder` is what the run exports as encoder.safetensors.
+Hooks: `on_before_optimiser_step(stage)` after backward (SwAV and MIRA drop the gradient of
+prototypes frozen in the first epoch), `on_step_end(step, total_steps)` after every optimiser
+step, `step` counting optimiser steps from 0 (an EMA update), `on_epoch_start(epoch)` when an
+epoch starts or resumes. `encoder` is what the run exports as encoder.safetensors.
 """
 from __future__ import annotations
 
@@ -16,9 +18,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from ..models.heads import projector
+from ..models.ema import EMA, cosine_momentum
+from ..models.heads import PrototypeHead, projector
 
 
 def default(fn, name: str):
@@ -39,6 +43,9 @@ class Steps(nn.Module):
 
     def stage_parameters(self, stage: str) -> list[nn.Parameter]:
         return [p for p in self.parameters() if p.requires_grad]
+
+    def on_before_optimiser_step(self, stage: str) -> None:
+        pass
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         pass
@@ -61,6 +68,9 @@ class Method(Steps):
         super().__init__()
         self.encoder, self.settings = encoder, settings
 
+    def check_batch(self, global_batch: int) -> None:
+        """Refuse a global batch the method cannot learn from (SwAV: fewer samples than prototypes)."""
+
     @torch.no_grad()
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """The representation evaluation uses: the encoder's pooled output."""
@@ -75,6 +85,14 @@ class ProjectorSettings:
     projector_out: int | None = None
     projector_layers: int | None = None
     projector_batch_norm: bool = True
+
+
+@dataclass
+class PredictorSettings:
+    """The predictor of BYOL and SimSiam: Linear-BN-ReLU-Linear; None takes the paper's hidden width."""
+
+    predictor_hidden: int | None = None
+    predictor_batch_norm: bool = True
 
 
 class TwoViewMethod(Method):
@@ -98,3 +116,103 @@ class TwoViewMethod(Method):
 
     def objective(self, z_a: torch.Tensor, z_b: torch.Tensor) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+
+def by_size(views: list[torch.Tensor], fn) -> list[torch.Tensor]:
+    """`fn` on every view, one call per distinct view size (multi-crop: the global crops in one
+    forward, the local crops in another, as SwAV and DINO batch them); results in view order."""
+    groups: dict[tuple, list[int]] = {}
+    for i, view in enumerate(views):
+        groups.setdefault(tuple(view.shape[1:]), []).append(i)
+    out: list[torch.Tensor | None] = [None] * len(views)
+    for members in groups.values():
+        rows = fn(torch.cat([views[i] for i in members]) if len(members) > 1 else views[members[0]])
+        for i, part in zip(members, rows.split([views[i].shape[0] for i in members])):
+            out[i] = part
+    return out
+
+
+@dataclass
+class TeacherSettings:
+    """The EMA teacher's momentum, raised on a cosine from base to final over the run's optimiser steps."""
+
+    momentum_base: float = default(cosine_momentum, "base")
+    momentum_final: float = default(cosine_momentum, "final")
+
+    def __post_init__(self):
+        if not 0 <= self.momentum_base < 1:
+            raise ValueError(f"method.momentum_base must lie in [0, 1), got {self.momentum_base}: at 1 the teacher "
+                             "never moves from its random start (a teacher without a student).")
+        if not self.momentum_base <= self.momentum_final <= 1:
+            raise ValueError(f"method.momentum_final must lie in [momentum_base, 1] = [{self.momentum_base}, 1], "
+                             f"got {self.momentum_final}.")
+
+
+class Teacher(nn.Module):
+    """An EMA copy of the student's `parts` (name -> module), moved after every optimiser step.
+
+    The momentum at optimiser step k of K is `cosine_momentum(k, K)`: it counts optimiser steps,
+    never batches or epochs, so it reaches `final` at the run's last step whatever the epoch length.
+    Parameters are averaged; batch-norm buffers are copied from the student (models/ema.py). The
+    teacher runs in the student's mode, so in training its batch norm uses batch statistics.
+    """
+
+    def __init__(self, parts: dict[str, nn.Module], settings: TeacherSettings):
+        super().__init__()
+        if not any(p.requires_grad for m in parts.values() for p in m.parameters()):
+            raise ValueError("an EMA teacher needs a student with trainable parameters to follow; the student has none.")
+        self.ema, self.base, self.final = EMA(nn.ModuleDict(parts)), settings.momentum_base, settings.momentum_final
+        self.momentum = self.base
+
+    def __getitem__(self, name: str) -> nn.Module:
+        return self.ema.module[name]
+
+    @torch.no_grad()
+    def update(self, parts: dict[str, nn.Module], step: int, total_steps: int) -> None:
+        self.momentum = cosine_momentum(step, total_steps, self.base, self.final)
+        self.ema.update(nn.ModuleDict(parts), self.momentum)
+
+
+@dataclass
+class PrototypeSettings:
+    """A prototype head (L2-normalised input times unit prototypes: SwAV App. A; MIRA Sec. 4)."""
+
+    num_prototypes: int = 3000
+    freeze_prototypes_epochs: int = 1  # SwAV's freeze_prototypes (and the MIRA authors' freeze-head-epochs)
+
+    def __post_init__(self):
+        if self.num_prototypes < 2:
+            raise ValueError(f"method.num_prototypes must be at least 2, got {self.num_prototypes}.")
+        if self.freeze_prototypes_epochs < 0:
+            raise ValueError(f"method.freeze_prototypes_epochs must be >= 0, got {self.freeze_prototypes_epochs}.")
+
+
+class PrototypeMethod(Method):
+    """encoder -> projector -> prototype scores on every view (views of one size in one forward);
+    the prototypes get no gradient step in the first `freeze_prototypes_epochs` epochs."""
+
+    projector_kind: ClassVar[str]
+
+    def __init__(self, encoder: nn.Module, settings):
+        super().__init__(encoder, settings)
+        s = settings
+        self.projector = projector(self.projector_kind, encoder.dim, s.projector_hidden, s.projector_out,
+                                   s.projector_layers, batch_norm=s.projector_batch_norm)
+        self.prototypes = PrototypeHead(self.projector.out_dim, s.num_prototypes)
+        self.epoch = 0
+
+    def student(self) -> dict[str, nn.Module]:
+        return {"encoder": self.encoder, "projector": self.projector, "prototypes": self.prototypes}
+
+    @staticmethod
+    def scores(parts, views: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """(unit projections, prototype scores) of each view through `parts` (the student or a teacher)."""
+        z = by_size(views, lambda x: F.normalize(parts["projector"](parts["encoder"](x).pooled), dim=1))
+        return z, [parts["prototypes"](v) for v in z]
+
+    def on_epoch_start(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_before_optimiser_step(self, stage: str) -> None:
+        if self.epoch < self.settings.freeze_prototypes_epochs:
+            self.prototypes.weight.grad = None  # no step at all: neither gradient, momentum nor weight decay

@@ -3,7 +3,8 @@
 Defaults follow each paper: Barlow Twins (Zbontar et al., 2021, Sec. 3) and VICReg
 (Bardes et al., 2022, Sec. 4.2) use 8192-8192-8192; SimCLR (Chen et al., 2020, Sec.
 2.1) one hidden layer and 128 outputs; MIRA (Lee, 2022, Sec. 4) [2048, 2048, 256];
-SwAV (Caron et al., 2020, App. A) 2048-128; SMI (smi paper, App.: "following Barlow Twins") 4096-4096-4096; BYOL (Grill et al., 2020, Sec. 3.3)
+SwAV (Caron et al., 2020, App. A) 2048-128; HyDeS (hydes paper, Sec. VII-A: the output width,
+128 to 4096, made no difference; the hidden widths are not stated) 2048-2048-256; SMI (smi paper, App.: "following Barlow Twins") 4096-4096-4096; BYOL (Grill et al., 2020, Sec. 3.3)
 4096-256 for projector and predictor; SimSiam (Chen & He, 2021, Sec. 4) a 2048-wide
 3-layer projector with BN on its output and a 512-wide bottleneck predictor.
 """
@@ -27,7 +28,9 @@ PROJECTORS: dict[str, tuple[tuple[int, ...], int, bool]] = {
     "swav": ((2048,), 128, False),
     "byol": ((4096,), 256, False),
     "simsiam": ((2048, 2048), 2048, True),
+    "hydes": ((2048, 2048), 256, False),
 }
+PREDICTORS: dict[str, int] = {"byol": 4096, "simsiam": 512}  # hidden width; output = input width
 
 
 class MLP(nn.Sequential):
@@ -83,11 +86,11 @@ def projector(
     if layers < 1:
         raise ValueError(f"`num_layers` must be at least 1, got {num_layers}.")
     width = hidden_dim if hidden_dim is not None else hidden[0]
-    options.setdefault("last_batch_norm", last_bn)
+    options.setdefault("last_batch_norm", last_bn and options.get("batch_norm", True))  # batch_norm=False: none at all
     return MLP(in_dim, [width] * (layers - 1), out_dim if out_dim is not None else out, **options)
 
 
-def predictor(in_dim: int, hidden_dim: int = 4096, out_dim: int | None = None) -> MLP:
+def predictor(in_dim: int, hidden_dim: int = PREDICTORS["byol"], out_dim: int | None = None) -> MLP:
     """BYOL / SimSiam predictor: Linear-BN-ReLU-Linear (SimSiam: in 2048, hidden 512)."""
     return MLP(in_dim, [hidden_dim], out_dim if out_dim is not None else in_dim)
 

@@ -6,6 +6,7 @@ keyword arguments as an nn.Module.
 """
 from .._validate import checks
 from .barlow import barlow_terms, barlow_twins
+from .bootstrap import byol, simsiam
 from .e2mc import e2mc, m_spacings_entropy, offdiag_covariance
 from .hydes import hydes
 from .infonce import info_nce
@@ -18,7 +19,7 @@ from .vicreg import vcreg, vicreg
 from .wang_isola import alignment, uniformity
 
 __all__ = [
-    "LOSSES", "Objective", "alignment", "barlow_terms", "barlow_twins", "bin_cross", "cat_cross", "cat_twin", "checks",
+    "LOSSES", "Objective", "alignment", "barlow_terms", "barlow_twins", "bin_cross", "byol", "cat_cross", "cat_twin", "checks",
     "critic_losses", "e2mc", "gaussian_mi", "hydes", "info_nce", "latent_nce", "m_spacings_entropy",
-    "mmcr", "offdiag_covariance", "smi", "smi_terms", "swapped_prediction", "uniformity", "vcreg", "vicreg",
+    "mmcr", "offdiag_covariance", "simsiam", "smi", "smi_terms", "swapped_prediction", "uniformity", "vcreg", "vicreg",
 ]

@@ -6,6 +6,7 @@ import inspect
 import torch
 
 from .barlow import barlow_twins
+from .bootstrap import byol, simsiam
 from .e2mc import e2mc
 from .hydes import hydes
 from .infonce import info_nce
@@ -20,7 +21,7 @@ LOSSES = {
     "info_nce": info_nce, "barlow_twins": barlow_twins, "vicreg": vicreg, "vcreg": vcreg, "smi": smi,
     "e2mc": e2mc, "hydes": hydes, "alignment": alignment, "uniformity": uniformity, "mmcr": mmcr,
     "swapped_prediction": swapped_prediction, "cat_cross": cat_cross, "cat_twin": cat_twin,
-    "bin_cross": bin_cross, "latent_nce": latent_nce,
+    "bin_cross": bin_cross, "latent_nce": latent_nce, "byol": byol, "simsiam": simsiam,
 }
 
 

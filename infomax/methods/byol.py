@@ -1,0 +1,44 @@
+"""BYOL (Grill et al., 2020, arXiv:2006.07733): the online projection of each view, through a
+predictor, regresses the EMA target's projection of the other view (Eq. 2, symmetrised); the
+target follows the online network with momentum 0.99 -> 1 on a cosine over optimiser steps."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from ..models.heads import MLP, PREDICTORS, projector
+from ..objectives.bootstrap import byol
+from .base import Method, PredictorSettings, ProjectorSettings, Teacher, TeacherSettings
+
+
+@dataclass
+class BYOLSettings(ProjectorSettings, PredictorSettings, TeacherSettings):
+    name: ClassVar[str] = "byol"
+
+
+class BYOL(Method):
+    name, Settings, default_views = "byol", BYOLSettings, "byol"
+
+    def __init__(self, encoder, settings: BYOLSettings):
+        super().__init__(encoder, settings)
+        s = settings
+        self.projector = projector("byol", encoder.dim, s.projector_hidden, s.projector_out, s.projector_layers,
+                                   batch_norm=s.projector_batch_norm)
+        self.predictor = MLP(self.projector.out_dim, [s.predictor_hidden or PREDICTORS["byol"]], self.projector.out_dim,
+                             batch_norm=s.predictor_batch_norm)
+        self.teacher = Teacher(self.student(), s)
+
+    def student(self):
+        return {"encoder": self.encoder, "projector": self.projector}
+
+    def training_step(self, batch, stage: str = "main", carry: dict | None = None) -> dict[str, torch.Tensor]:
+        views = batch["views"][:2]
+        z = [self.projector(self.encoder(v).pooled) for v in views]  # one forward per view, as the paper's
+        with torch.no_grad():
+            t = [self.teacher["projector"](self.teacher["encoder"](v).pooled) for v in views]
+        return {"loss": byol(self.predictor(z[0]), self.predictor(z[1]), *t), "_embedding": z[0].detach()}
+
+    def on_step_end(self, step: int, total_steps: int) -> None:
+        self.teacher.update(self.student(), step, total_steps)
