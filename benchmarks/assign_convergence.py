@@ -28,6 +28,15 @@ cosines (sd ~ 1/sqrt(dim)), which slows Sinkhorn much more than MIRA (see the di
 N <= batch size gives one batch, otherwise random batches of rows are drawn.
 
     python benchmarks/assign_convergence.py [--batches 3] [--logits scores.safetensors --key NAME]
+
+Trained logits (MIRA's Fig. 2 compares on those): `--trained RUN[,RUN]` takes pretrain runs of mira
+and swav (e.g. benchmarks/pretrain_leaderboard.py's runs/leaderboard/mira-0 and swav-0), stores the
+scores their assigner sees in training, `--batches` batches of the training batch size (MIRA: the EMA
+teacher's prototype scores of the first global crop; SwAV: the model's), as RUN/assigner_logits.safetensors,
+and measures MIRA (both initialisations) and Sinkhorn on the same logits of each run, each batch as it
+would be assigned in training. Output: results/assign_convergence_trained.{md,json,png}.
+
+    python benchmarks/assign_convergence.py --trained runs/leaderboard/mira-0,runs/leaderboard/swav-0 --batches 50
 """
 from __future__ import annotations
 
@@ -91,12 +100,12 @@ class Trajectory(NamedTuple):
         return float((torch.softmax(self.base + self.shifts[n - 1], dim=1) - self.reference).square().sum())
 
 
-def mira_trajectory(logits, temperature, beta, iters, check=()):
-    ref, u = mira(logits, temperature=temperature, beta=beta, iters=iters, return_marginals=True)
+def mira_trajectory(logits, temperature, beta, iters, check=(), init="mean"):
+    ref, u = mira(logits, temperature=temperature, beta=beta, iters=iters, return_marginals=True, init=init)
     a = 1 - beta
     t = Trajectory(torch.log_softmax(logits / temperature, dim=1) / a, -(beta / a) * u[1:].clamp_min(TINY).log(), ref)
     for n in check:
-        direct = mira(logits, temperature=temperature, beta=beta, iters=n)
+        direct = mira(logits, temperature=temperature, beta=beta, iters=n, init=init)
         torch.testing.assert_close(torch.softmax(t.base + t.shifts[n - 1], dim=1), direct, rtol=1e-9, atol=1e-12)
     return t
 
@@ -147,12 +156,15 @@ def sample_points(iters):
     return sorted({*range(1, min(30, iters - 1) + 1), *geometric, *(n for n in TABLE_N if n < iters)})
 
 
-def measure(batches, args, check=(1, 3, 30)):
+def measure(batches, args, check=(1, 3, 30), both_inits=False):
+    """Curves for MIRA (the paper's u_0 = mean p; with `both_inits` also the authors' code's u_0) and Sinkhorn."""
     check = tuple(n for n in check if n <= args.iters)
-    runs = {"MIRA": [], "Sinkhorn": []}
+    runs = {"MIRA": [], **({"MIRA-code-init": []} if both_inits else {}), "Sinkhorn": []}
     for i, logits in enumerate(batches):
         c = check if i == 0 else ()
         runs["MIRA"].append(mira_trajectory(logits, args.temperature, args.beta, args.iters, c))
+        if both_inits:
+            runs["MIRA-code-init"].append(mira_trajectory(logits, args.temperature, args.beta, args.iters, c, init="sharpened"))
         runs["Sinkhorn"].append(sinkhorn_trajectory(logits, args.epsilon, args.iters, c))
     curves = {m: Curve(t) for m, t in runs.items()}
     points = sample_points(args.iters)
@@ -238,6 +250,107 @@ def plot(path, curves, meta):
     plt.close(fig)
 
 
+def assigner_logits(run: Path, num_batches: int, seed: int = 0) -> torch.Tensor:
+    """(num_batches * B, K) scores of a trained mira or swav run, as its assigner saw them in training."""
+    from safetensors.torch import save_file
+
+    from infomax import config as C
+    from infomax import methods
+    from infomax.data.dataset import load_dataset
+    from infomax.data.views import get_recipe, make_views
+    from infomax.engine.pretrain import build_method
+    from infomax.runs.rundir import load_tensors
+
+    path = run / "assigner_logits.safetensors"
+    if path.exists():
+        return load_tensors(path)["logits"]
+    config = C.load(run / "config.yaml")
+    if config.method_name not in ("mira", "swav"):
+        raise SystemExit(f"{run} trains {config.method_name}; --trained takes mira and swav runs.")
+    method = build_method(config, world=1)
+    state = load_tensors(run / "state.safetensors")
+    method.load_state_dict({k[len("model/method/"):]: v for k, v in state.items() if k.startswith("model/method/")})
+    train = load_dataset(config.data.dataset, "train", config.data.data_root)
+    recipe = get_recipe(config.data.views or methods.METHODS[config.method_name].default_views, config.data.resolution,
+                        **config.data.view_options)[:1]
+    g = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(len(train.labels), generator=g)[: num_batches * config.optim.batch_size].view(num_batches, -1)
+    parts = method.teacher if config.method_name == "mira" else method.student()
+    out = []
+    with torch.no_grad():  # train mode, as in training: batch norm on batch statistics
+        for index in rows:
+            view = make_views(torch.from_numpy(train.images[index.sort().values.numpy()]), recipe, g)
+            out.append(method.scores(parts, view)[1][0].double())
+    logits = torch.cat(out)
+    save_file({"logits": logits.contiguous()}, str(path), metadata={"batch_size": str(config.optim.batch_size)})
+    return logits
+
+
+def trained(args) -> None:
+    start, record = time.time(), {}
+    for run in map(Path, args.trained.split(",")):
+        logits = assigner_logits(run, args.batches, args.seed)
+        from infomax import config as C
+
+        b = C.load(run / "config.yaml").optim.batch_size
+        batches = list(logits.split(b))
+        curves, reach = measure(batches, args, both_inits=True)
+        record[run.name] = {"curves": curves, "reach": reach, "batches": len(batches), "batch_size": b, "prototypes": logits.shape[1]}
+        print(f"{run.name}: {reach} ({time.time() - start:.0f} s)", flush=True)
+    meta = {"iters": args.iters, "threshold": THRESHOLD, "mira": {"temperature": args.temperature, "beta": args.beta},
+            "sinkhorn": {"epsilon": args.epsilon}, "machine": machine(), "torch": torch.__version__,
+            "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "seconds": time.time() - start}
+    stem = Path(__file__).parent / "results" / "assign_convergence_trained"
+    Path(f"{stem}.json").write_text(json.dumps({"meta": meta, "runs": record}, indent=1))
+    write_trained(Path(f"{stem}.md"), meta, record)
+    plot_trained(Path(f"{stem}.png"), meta, record)
+    print(Path(f"{stem}.md").read_text())
+
+
+NAMES = {"MIRA": "MIRA, paper's u0 = mean p", "MIRA-code-init": "MIRA, authors' code's u0", "Sinkhorn": "Sinkhorn-Knopp"}
+
+
+def write_trained(path: Path, meta: dict, record: dict) -> None:
+    iters = meta["iters"]
+    lines = ["# Assignment convergence on trained logits: MIRA vs Sinkhorn-Knopp (MIRA paper, Fig. 2)", "",
+             f"SSE between the assignment after n iterations and the {iters}-iteration solution, on the scores each trained "
+             "run's assigner sees in training (MIRA: its EMA teacher's prototype scores of a global crop; SwAV: its own), "
+             "one batch of the training batch size at a time, averaged over batches. Both assigners run on the same "
+             f"logits of each run. MIRA: tau_t = {meta['mira']['temperature']}, beta = {meta['mira']['beta']:.4f}; "
+             f"Sinkhorn-Knopp: epsilon = {meta['sinkhorn']['epsilon']}. The runs are benchmarks/pretrain_leaderboard.py's "
+             "(CPU recipes on CIFAR-10). Rerun: `python benchmarks/assign_convergence.py --trained "
+             "runs/leaderboard/mira-0,runs/leaderboard/swav-0 --batches 50`.", ""]
+    for name, r in record.items():
+        lines += [f"## Logits of {name} ({r['batches']} batches of {r['batch_size']} x {r['prototypes']})", "",
+                  "| assigner | iterations to SSE <= 1e-6 (mean curve) | worst batch | SSE(1) | SSE(3) | SSE(10) | SSE(30) |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for key, c in r["curves"].items():
+            at = lambda n: c["mean"][c["n"].index(n)]  # noqa: E731
+            lines.append(f"| {NAMES[key]} | {fmt_iters(r['reach'][key]['mean'], iters)} | "
+                         f"{fmt_iters(r['reach'][key]['worst_batch'], iters)} | {at(1):.2e} | {at(3):.2e} | {at(10):.2e} | {at(30):.2e} |")
+        lines.append("")
+    lines += [f"- machine: {meta['machine']}, torch {meta['torch']}, {meta['date']}, {meta['seconds']:.0f} s", ""]
+    path.write_text("\n".join(lines))
+
+
+def plot_trained(path: Path, meta: dict, record: dict) -> None:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.2 * len(record), 4.2), layout="constrained")
+    axes = fig.subplots(1, len(record), squeeze=False)[0]
+    for ax, (name, r) in zip(axes, record.items()):
+        for (key, c), colour in zip(r["curves"].items(), ("tab:blue", "tab:green", "tab:orange")):
+            clip = [max(v, 1e-33) for v in c["mean"]]
+            ax.plot(c["n"], clip, color=colour, label=NAMES[key])
+            ax.fill_between(c["n"], [max(v, 1e-33) for v in c["min"]], [max(v, 1e-33) for v in c["max"]], color=colour, alpha=0.15, lw=0)
+        ax.axhline(THRESHOLD, color="grey", ls=":", lw=1)
+        ax.set(xscale="log", yscale="log", xlabel="iterations n", ylabel=f"SSE to the {meta['iters']}-iteration solution",
+               title=f"logits of {name} ({r['batches']} batches)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.savefig(path, dpi=120)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batches", type=int, default=3)
@@ -254,7 +367,10 @@ def main(argv=None):
     parser.add_argument("--logits", type=Path, help="safetensors file with an (N, K) tensor of scores")
     parser.add_argument("--key", help="tensor name inside --logits")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "assign_convergence")
+    parser.add_argument("--trained", help="comma-separated mira/swav pretrain run directories (see the docstring)")
     args = parser.parse_args(argv)
+    if args.trained:
+        return trained(args)
 
     start = time.time()
     if args.logits:

@@ -235,3 +235,16 @@ def test_prototypes_stay_put_through_the_first_epoch_and_move_after(tmp_path):
     run_loop(resumed, tmp_path / "resumed", epochs=2, per_epoch=2, start_step=3,  # mid-epoch 1, as after a resume
              watch=lambda loop, terms: after.append(loop.method.prototypes.weight.detach().clone()) or {})
     assert resumed.epoch == 1 and not torch.equal(after[0], start)
+
+
+@pytest.mark.parametrize("name", ["swav", "mira"])
+def test_a_step_under_bf16_autocast_with_blown_up_weights_stays_finite(name):
+    method = build(name, freeze_prototypes_epochs=0)
+    with torch.no_grad():  # what a far too high lr leaves behind: huge weights everywhere
+        for p in method.parameters():
+            p.mul_(1e4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = method({"views": views()})
+    terms["loss"].backward()
+    assert torch.isfinite(terms["loss"]) and torch.isfinite(terms["_targets"]).all()
+    torch.testing.assert_close(terms["_targets"].float().sum(-1), torch.ones(2, 8), atol=2e-2, rtol=0)
