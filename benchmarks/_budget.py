@@ -52,8 +52,10 @@ class TestProbe:
         return {}
 
 
-def config_for(method: str, seed: int, steps: int | None, data_root: str) -> C.TrainConfig:
+def config_for(method: str, seed: int, steps: int | None, data_root: str, sets: tuple[str, ...] = ()) -> C.TrainConfig:
     tree = C.load_recipe(f"{method}-cpu")
+    for assignment in sets:
+        C.set_value(tree, assignment)
     tree["data"] = {**tree.get("data", {}), "dataset": "cifar10", "data_root": data_root}
     tree["run"] = {**tree.get("run", {}), "seed": seed, "knn_every": 0, "log_every": 10, "checkpoint_every": 10**9, "progress": False}
     tree["schedule"] = {**tree.get("schedule", {}), "epochs": 1000}
