@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=480.0, help="process CPU seconds of training per run")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--methods", default=",".join(ALL))
-    parser.add_argument("--probe-every", type=int, default=80)
+    parser.add_argument("--probe-every", type=int, default=FIRST)
     parser.add_argument("--data-root", default=str(SHARED))
     parser.add_argument("--work", default="runs/leaderboard")
     parser.add_argument("--render-only", action="store_true")

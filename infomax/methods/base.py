@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.ema import EMA, cosine_momentum
-from ..models.heads import PrototypeHead, projector
+from ..models.heads import MLP, PREDICTORS, PrototypeHead, projector
 
 
 def default(fn, name: str):
@@ -77,6 +77,16 @@ class Method(Steps):
         return self.encoder(images).pooled
 
 
+def build_projector(kind: str, in_dim: int, s) -> nn.Module:
+    """The projector of method `kind` from a ProjectorSettings (None widths: the paper's)."""
+    return projector(kind, in_dim, s.projector_hidden, s.projector_out, s.projector_layers, batch_norm=s.projector_batch_norm)
+
+
+def build_predictor(kind: str, dim: int, s) -> nn.Module:
+    """BYOL's / SimSiam's predictor dim -> hidden -> dim from a PredictorSettings."""
+    return MLP(dim, [s.predictor_hidden or PREDICTORS[kind]], dim, batch_norm=s.predictor_batch_norm)
+
+
 @dataclass
 class ProjectorSettings:
     """Projector widths; None takes the method's paper widths (models/heads.py PROJECTORS)."""
@@ -103,8 +113,7 @@ class TwoViewMethod(Method):
     def __init__(self, encoder: nn.Module, settings: ProjectorSettings):
         super().__init__(encoder, settings)
         s = settings
-        self.projector = projector(self.projector_kind, encoder.dim, s.projector_hidden, s.projector_out,
-                                   s.projector_layers, batch_norm=s.projector_batch_norm)
+        self.projector = build_projector(self.projector_kind, encoder.dim, s)
 
     def training_step(self, batch, stage: str = "main", carry: dict | None = None) -> dict[str, torch.Tensor]:
         view_a, view_b = batch["views"][:2]
@@ -196,8 +205,7 @@ class PrototypeMethod(Method):
     def __init__(self, encoder: nn.Module, settings):
         super().__init__(encoder, settings)
         s = settings
-        self.projector = projector(self.projector_kind, encoder.dim, s.projector_hidden, s.projector_out,
-                                   s.projector_layers, batch_norm=s.projector_batch_norm)
+        self.projector = build_projector(self.projector_kind, encoder.dim, s)
         self.prototypes = PrototypeHead(self.projector.out_dim, s.num_prototypes)
         self.epoch = 0
 

@@ -8,9 +8,8 @@ from typing import ClassVar
 
 import torch
 
-from ..models.heads import MLP, PREDICTORS, projector
 from ..objectives.bootstrap import byol
-from .base import Method, PredictorSettings, ProjectorSettings, Teacher, TeacherSettings
+from .base import Method, PredictorSettings, ProjectorSettings, Teacher, TeacherSettings, build_predictor, build_projector
 
 
 @dataclass
@@ -24,10 +23,8 @@ class BYOL(Method):
     def __init__(self, encoder, settings: BYOLSettings):
         super().__init__(encoder, settings)
         s = settings
-        self.projector = projector("byol", encoder.dim, s.projector_hidden, s.projector_out, s.projector_layers,
-                                   batch_norm=s.projector_batch_norm)
-        self.predictor = MLP(self.projector.out_dim, [s.predictor_hidden or PREDICTORS["byol"]], self.projector.out_dim,
-                             batch_norm=s.predictor_batch_norm)
+        self.projector = build_projector("byol", encoder.dim, s)
+        self.predictor = build_predictor("byol", self.projector.out_dim, s)
         self.teacher = Teacher(self.student(), s)
 
     def student(self):

@@ -12,9 +12,8 @@ from typing import ClassVar
 import torch
 
 from .. import distributed
-from ..models.heads import projector
 from ..objectives.hydes import hydes
-from .base import Method, ProjectorSettings, by_size, default
+from .base import Method, ProjectorSettings, build_projector, by_size, default
 
 
 @dataclass
@@ -40,8 +39,7 @@ class HyDeS(Method):
     def __init__(self, encoder, settings: HyDeSSettings):
         super().__init__(encoder, settings)
         s = settings
-        self.projector = projector("hydes", encoder.dim, s.projector_hidden, s.projector_out, s.projector_layers,
-                                   batch_norm=s.projector_batch_norm)
+        self.projector = build_projector("hydes", encoder.dim, s)
 
     def training_step(self, batch, stage: str = "main", carry: dict | None = None) -> dict[str, torch.Tensor]:
         z = by_size(batch["views"], lambda x: self.projector(self.encoder(x).pooled))

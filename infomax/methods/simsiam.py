@@ -8,9 +8,8 @@ from typing import ClassVar
 
 import torch
 
-from ..models.heads import MLP, PREDICTORS, projector
 from ..objectives.bootstrap import simsiam
-from .base import Method, PredictorSettings, ProjectorSettings
+from .base import Method, PredictorSettings, ProjectorSettings, build_predictor, build_projector
 
 
 @dataclass
@@ -24,10 +23,8 @@ class SimSiam(Method):
     def __init__(self, encoder, settings: SimSiamSettings):
         super().__init__(encoder, settings)
         s = settings
-        self.projector = projector("simsiam", encoder.dim, s.projector_hidden, s.projector_out, s.projector_layers,
-                                   batch_norm=s.projector_batch_norm)
-        self.predictor = MLP(self.projector.out_dim, [s.predictor_hidden or PREDICTORS["simsiam"]], self.projector.out_dim,
-                             batch_norm=s.predictor_batch_norm)
+        self.projector = build_projector("simsiam", encoder.dim, s)
+        self.predictor = build_predictor("simsiam", self.projector.out_dim, s)
 
     def training_step(self, batch, stage: str = "main", carry: dict | None = None) -> dict[str, torch.Tensor]:
         z = [self.projector(self.encoder(v).pooled) for v in batch["views"][:2]]
