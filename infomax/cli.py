@@ -167,6 +167,15 @@ def _ablate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _grid(text: str) -> int | str:
+    if text == "native":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a grid side such as 2, 0 or 'native', got {text!r}") from None
+
+
 def _ints(text: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]
@@ -189,12 +198,22 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
 
     texts = {"lr": "AdamW learning rate", "epochs": "passes over the unlabelled images", "batch-size": "unlabelled images per step",
              "resolution": "side the backbone sees (default: 4x the images' side in steps of 32, at most the backbone's input size)",
-             "views": "augmented views cached per image", "token-grid": "patch tokens pooled to a G x G grid (0: no token block)",
+             "views": "augmented views cached per image, a different one each epoch",
              "warmup-steps": "linear warm-up steps (shortened to a tenth of a run shorter than twice this)"}
     for name, kind in (("lr", float), ("epochs", int), ("batch-size", int), ("resolution", int), ("views", int),
-                       ("token-grid", int), ("warmup-steps", int)):
+                       ("warmup-steps", int)):
         default = getattr(FinetuneConfig, name.replace("-", "_"))
         p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind, help=f"{texts[name]} (default {default})")
+    from .data.feature_batches import AUGMENTATIONS
+    from .engine.finetune import DEVICES, HEADS
+
+    p.add_argument("--head", choices=sorted(HEADS), help="cpu: pooled features into a 512-wide latent, no token block; "
+                   "paper: App. B (a transformer block on every patch token, latent 8000) (default cpu)")
+    p.add_argument("--token-grid", dest="token_grid", type=_grid, metavar="G|native",
+                   help="patch tokens pooled to a G x G grid, 'native' for the backbone's own, 0 for none (default: the head's)")
+    p.add_argument("--augmentation", choices=AUGMENTATIONS, help="where augmented views come from: cached (--views K backbone "
+                   "passes per image, once) or tokens (crops of the plain view's token map, free) (default cached)")
+    p.add_argument("--device", choices=DEVICES, help="where the backbone and the head run (default auto: cuda when there is one)")
     for term in ("critic", "latent", "augment"):
         p.add_argument(f"--{term}", type=float, metavar="WEIGHT", help=f"weight of the {term} term (0 turns it off)")
     p.add_argument("--out", required=True, metavar="DIR")

@@ -8,6 +8,7 @@ prints a table and writes one HTML report. Nothing is downloaded.
 """
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 
@@ -16,8 +17,11 @@ import torch
 from .engine.finetune import FinetuneConfig, finetune, prepare_features
 
 BASELINE = {"task_loss": "cat-cross", "rescale": "softmax", "critic": 0.0, "latent": 0.0, "augment": 0.0}
-SETTINGS = dict(backbone="efficientnet-lite0", dataset="mnist-5k", labels=100, seed=42, resolution=64,
-                epochs=20, batch_size=256, warmup_steps=20, lr=3e-4, token_grid=2)
+SETTINGS = dict(backbone="efficientnet-lite0", dataset="mnist-5k", labels=100, resolution=64,
+                epochs=20, batch_size=256, warmup_steps=20)
+SEEDS = (42, 1337, 3435)
+BASELINE_NAME = "baseline: cat-cross, softmax"
+METHOD_NAME = "TwinTURBO (shipped defaults)"
 QUICK = dict(dataset="digits", resolution=32, epochs=6, batch_size=128, warmup_steps=5)
 
 
@@ -38,22 +42,27 @@ def reference_rows(prepared, labelled_rows) -> dict[str, float]:
 def run(quick: bool = False, out: Path = Path("runs/demo")) -> int:
     started = time.perf_counter()
     settings = {**SETTINGS, **(QUICK if quick else {})}
-    print(f"[demo] {settings['dataset']} through a frozen {settings['backbone']} (ImageNet weights), {settings['labels']} labels")
+    seeds = SEEDS[:1] if quick else SEEDS
+    print(f"[demo] {settings['dataset']} through a frozen {settings['backbone']} (ImageNet weights), {settings['labels']} labels, "
+          f"seeds {', '.join(map(str, seeds))}")
     prepared = prepare_features(FinetuneConfig(**settings))
     print(f"[demo] features ready after {time.perf_counter() - started:.0f}s")
-    rows, runs = {}, []
-    for name, overrides in (("baseline: cat-cross, softmax", BASELINE), ("TwinTURBO: bin-cross, sigmoid, +critic +latent +augment", {})):
-        run_dir = out / ("baseline" if overrides else "twinturbo")
-        metrics = finetune(FinetuneConfig(**{**settings, **overrides}), run_dir, overwrite=True, prepared=prepared, report=False)
-        rows[name] = metrics["test_top1"]
-        runs.append(run_dir)
-        print(f"[demo] {name}: test top-1 {metrics['test_top1']:.1f}% ({metrics['train_seconds']:.0f}s)")
-    from .data.subsets import load_subset
+    rows: dict[str, list[float]] = {}
+    runs = []
+    for seed in seeds:
+        for name, overrides in ((BASELINE_NAME, BASELINE), (METHOD_NAME, {})):
+            run_dir = out / ("baseline" if overrides else "twinturbo") / f"seed{seed}"
+            metrics = finetune(FinetuneConfig(**{**settings, "seed": seed, **overrides}), run_dir, overwrite=True, prepared=prepared, report=False)
+            rows.setdefault(name, []).append(metrics["test_top1"])
+            runs.append(run_dir)
+            print(f"[demo] seed {seed}, {name}: test top-1 {metrics['test_top1']:.1f}% ({metrics['train_seconds']:.0f}s)")
+        from .data.subsets import load_subset
 
-    labelled = load_subset(runs[0] / "labelled.json", prepared.train.labels)
-    rows.update(reference_rows(prepared, labelled))
+        labelled = load_subset(runs[-2] / "labelled.json", prepared.train.labels)
+        for name, value in reference_rows(prepared, labelled).items():
+            rows.setdefault(name, []).append(value)
     report = _report(runs, out)
-    _print_table(rows, settings, time.perf_counter() - started)
+    _print_table(rows, settings, seeds, time.perf_counter() - started)
     print(f"report: {report}")
     return 0
 
@@ -67,10 +76,11 @@ def _report(runs: list[Path], out: Path) -> Path:
     return write_report(runs, out / "report.html", title="infomax demo: TwinTURBO vs the cat-cross baseline")
 
 
-def _print_table(rows: dict[str, float], settings: dict, seconds: float) -> None:
+def _print_table(rows: dict[str, list[float]], settings: dict, seeds, seconds: float) -> None:
     width = max(map(len, rows))
-    print(f"\n{settings['dataset']}, {settings['labels']} labels, seed {settings['seed']}: test top-1 accuracy")
-    print(f"  {'method'.ljust(width)}  top-1 %")
-    for name, value in rows.items():
-        print(f"  {name.ljust(width)}  {value:6.1f}")
+    print(f"\n{settings['dataset']}, {settings['labels']} labels, test top-1 accuracy over seeds {', '.join(map(str, seeds))}")
+    print(f"  {'method'.ljust(width)}  mean ± std   per seed")
+    for name, values in rows.items():
+        spread = statistics.pstdev(values) if len(values) > 1 else 0.0
+        print(f"  {name.ljust(width)}  {statistics.fmean(values):5.1f} ± {spread:3.1f}   {' '.join(f'{v:.1f}' for v in values)}")
     print(f"total time {seconds:.0f}s")

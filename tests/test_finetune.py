@@ -127,8 +127,26 @@ def test_ladder_switches_on_the_base_weights_one_rung_at_a_time():
     rungs = dict(ladder(FinetuneConfig(critic=10.0, latent=1.0, augment=3.0)))
     assert tuple(rungs) == RUNGS
     weights = [(r["critic"], r["latent"], r["augment"]) for r in rungs.values()]
-    assert weights == [(0, 0, 0)] * 4 + [(10.0, 0, 0), (10.0, 1.0, 0), (10.0, 1.0, 3.0)]
+    assert weights == [(0, 0, 0)] * 5 + [(10.0, 0, 0), (10.0, 1.0, 0), (10.0, 1.0, 3.0)]
     assert rungs["cat-cross softmax"]["task_loss"] == "cat-cross" and rungs["+augment"]["task_loss"] == "bin-cross"
+    assert (rungs["bin-cross softmax"]["task_loss"], rungs["bin-cross softmax"]["rescale"]) == ("bin-cross", "softmax")
+    softmax = dict(ladder(FinetuneConfig(rescale="softmax")))  # the top rungs run the base config's task loss
+    assert softmax["+critic"]["rescale"] == softmax["+augment"]["rescale"] == "softmax"
+
+
+def test_head_presets_fill_only_the_settings_left_unset():
+    from infomax.engine.finetune import HEADS
+
+    cpu, paper = FinetuneConfig(), FinetuneConfig(head="paper")
+    assert {k: getattr(cpu, k) for k in HEADS["cpu"]} == HEADS["cpu"] and cpu.cache_grid == 0
+    assert (paper.token_grid, paper.token_width, paper.latent_dim, paper.hidden_dim) == ("native", 768, 8000, 1024)
+    assert paper.cache_grid is None  # the feature cache's "the backbone's own grid"
+    assert FinetuneConfig(head="paper", latent_dim=64).latent_dim == 64
+    for bad, message in (({"head": "big"}, "--head must be one of"), ({"token_grid": "coarse"}, "--token-grid must be"),
+                         ({"device": "tpu"}, "--device must be one of")):
+        with pytest.raises(ValueError, match=message):
+            FinetuneConfig(**bad)
+
 
 def test_labels_file_chooses_the_labelled_images_and_leaves_validation(backbone, tmp_path):
     train = load_dataset("digits", "train")
@@ -189,9 +207,9 @@ def test_ablate_reuses_a_finished_sub_run_only_with_the_same_config(tmp_path, mo
     run.mkdir()
     asked = FinetuneConfig(lr=1e-3)
     (run / "metrics.json").write_text(json.dumps({"test_top1": 50.0}))
-    (run / "config.json").write_text(json.dumps(FinetuneConfig(lr=3e-4).__dict__))
+    (run / "config.json").write_text(json.dumps(FinetuneConfig(lr=3e-4).record()))
     assert ablate_module._one(asked, run, None)["test_top1"] == 1.0 and calls == [1e-3]  # other settings: trained again
-    (run / "config.json").write_text(json.dumps(asked.__dict__))
+    (run / "config.json").write_text(json.dumps(asked.record()))
     assert ablate_module._one(asked, run, None)["test_top1"] == 50.0 and calls == [1e-3]  # same settings: reused
 
 

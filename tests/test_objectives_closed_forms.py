@@ -294,3 +294,19 @@ def test_latent_nce_is_eq_27_with_detached_target():
     assert target.grad is None and z.grad is not None
     same = torch.eye(6, dtype=torch.float64)
     assert O.latent_nce(same, same).item() == pytest.approx(-(1 - math.log((math.e + 5) / 6)), abs=1e-9)
+
+
+def test_latent_nce_with_classes_keeps_only_other_classes_as_negatives():
+    # Rows 0, 1 share class 0; rows 2, 3 are classes 1, 2. Anchor 0's denominator: itself, rows 2, 3.
+    z = torch.eye(4, dtype=torch.float64)
+    target = torch.tensor([[1.0, 0, 0, 0], [1.0, 0, 0, 0], [0, 0, 1.0, 0], [0, 0, 0, 1.0]], dtype=torch.float64)
+    classes = torch.tensor([0, 0, 1, 2])
+    e = math.e
+    by_hand = [-(1 - math.log((e + 1 + 1) / 3)),  # s_00 = 1, s_02 = s_03 = 0
+               -(0 - math.log((1 + 1 + 1) / 3)),  # anchor 1 = e_1 matches no target: s = 0 throughout
+               -(1 - math.log((1 + 1 + e + 1) / 4)),  # class 1: every other row is another class
+               -(1 - math.log((1 + 1 + 1 + e) / 4))]
+    torch.testing.assert_close(O.latent_nce(z, target, classes), torch.tensor(by_hand, dtype=torch.float64).mean())
+    # With every row its own class, nothing is masked: the all-rows form of the augment term.
+    a, b = torch.randn(5, 3, dtype=torch.float64), torch.randn(5, 3, dtype=torch.float64)
+    torch.testing.assert_close(O.latent_nce(a, b, torch.arange(5)), O.latent_nce(a, b))

@@ -92,7 +92,7 @@ def test_head_loss_terms_are_the_objectives(task, rescale):
     expected = {
         "task": TASKS[task](l_l, batch["labels"], rescale=rescale),
         "critic": critic_losses(disc(torch.eye(K)), disc(sigma))["generator"],
-        "latent": latent_nce(z_l, z_p),
+        "latent": latent_nce(z_l, z_p, batch["labels"]),
         "augment": latent_nce(z_u, z_a),
     }
     expected["total"] = expected["task"] + 0.5 * expected["critic"] + 0.2 * expected["latent"] + 0.3 * expected["augment"]
@@ -149,6 +149,34 @@ def test_stop_gradient_sides(target):
     assert batch["paired_pooled"].grad is None and batch["labelled_pooled"].grad.abs().sum() > 0
     online, detached = ("unlabelled", "augmented") if target == "augmented" else ("augmented", "unlabelled")
     assert batch[f"{detached}_pooled"].grad is None and batch[f"{online}_pooled"].grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("target_dropout", [False, True])
+def test_targets_see_dropout_only_when_asked(target_dropout):
+    settings = TwinTurboLoss(lambda_critic=0, lambda_latent=1.0, lambda_augment=1.0, target_dropout=target_dropout)
+    model, batch = TwinTurbo(small_head(dropout=0.5), settings).train(), make_batch()
+    torch.manual_seed(0)
+    first = model.head_loss(batch)
+    torch.manual_seed(1)
+    z_lab, _ = model.head(batch["labelled_tokens"], batch["labelled_pooled"])  # another dropout mask of the anchors
+    with model._targets():
+        z_pair, _ = model.head(batch["paired_tokens"], batch["paired_pooled"])
+        z_pair_again, _ = model.head(batch["paired_tokens"], batch["paired_pooled"])
+    assert torch.equal(z_pair, z_pair_again) != target_dropout  # dropout off: the target is one fixed answer
+    assert model.head.projector[-1].training and all(m.training for m in model.modules())  # restored after
+    model.eval()
+    z_eval, _ = model.head(batch["paired_tokens"], batch["paired_pooled"])
+    assert torch.equal(z_pair, z_eval) != target_dropout
+    assert torch.isfinite(first["latent"]) and z_lab.requires_grad and not z_pair.requires_grad
+
+
+def test_latent_negatives_all_is_the_literal_form():
+    model, batch = TwinTurbo(small_head(), TwinTurboLoss(lambda_critic=0, lambda_augment=0, latent_negatives="all")).eval(), make_batch()
+    z_l, _ = model.head(batch["labelled_tokens"], batch["labelled_pooled"])
+    z_p, _ = model.head(batch["paired_tokens"], batch["paired_pooled"])
+    torch.testing.assert_close(model.head_loss(batch)["latent"], latent_nce(z_l, z_p))
+    with pytest.raises(ValueError, match="latent_negatives"):
+        TwinTurboLoss(latent_negatives="some")
 
 
 def test_predict_normalises_per_rescale():

@@ -76,11 +76,25 @@ class Features:
         pooled, _, v = self._locate(view)
         return pooled[v]
 
-    def load(self, index, view: int = 0, device="cpu") -> tuple[torch.Tensor | None, torch.Tensor]:
-        """(tokens, pooled) of rows `index` of one view as float32 tensors."""
-        pooled, tokens, v = self._locate(view)
+    def load(self, index, view: int = 0, device="cpu", tokens: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(tokens, pooled) of rows `index` of one view as float32 tensors (tokens None if absent or not asked)."""
+        pooled, stored, v = self._locate(view)
         as_tensor = lambda a: torch.from_numpy(np.asarray(a[v][index], dtype=np.float32)).to(device)  # noqa: E731
-        return (None if tokens is None else as_tensor(tokens)), as_tensor(pooled)
+        return (None if stored is None or not tokens else as_tensor(stored)), as_tensor(pooled)
+
+    def load_views(self, index: np.ndarray, views: np.ndarray, device="cpu", tokens: bool = True) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """(tokens, pooled) of rows `index`, row i taken from view `views[i]`."""
+        index, views = np.asarray(index), np.asarray(views)
+        if index.shape != views.shape:
+            raise ValueError(f"`index` and `views` must have one entry per row, got shapes {index.shape} and {views.shape}.")
+        wanted, tokens, pooled = tokens, None, torch.empty(len(index), self.dim)
+        for view in np.unique(views):
+            rows = np.flatnonzero(views == view)
+            part_tokens, pooled[rows] = self.load(index[rows], int(view), tokens=wanted)
+            if part_tokens is not None:
+                tokens = torch.empty(len(index), *part_tokens.shape[1:]) if tokens is None else tokens
+                tokens[rows] = part_tokens
+        return (None if tokens is None else tokens.to(device)), pooled.to(device)
 
     def in_memory(self) -> Features:
         """A copy held in RAM (fast random access for training heads)."""

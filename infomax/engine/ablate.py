@@ -1,7 +1,8 @@
 """`infomax ablate twinturbo`: the ladder of the TwinTURBO paper's Fig. 2 and the baselines.
 
-Rungs, each adding one change to the one before: cat-cross/softmax (baseline) -> cat-twin/
-softmax -> cat-twin/sigmoid -> bin-cross/sigmoid -> +critic -> +latent -> +augment. Baselines
+Rungs, each adding one change to the one before, as in the paper's Fig. 2: cat-cross/softmax
+(baseline) -> cat-twin/softmax -> cat-twin/sigmoid -> bin-cross/softmax -> bin-cross/sigmoid ->
++critic -> +latent -> +augment, the last three on the base config's task loss and rescaling. Baselines
 on the same cached features and the same labelled subsets: logistic regression and weighted
 kNN on the labelled images' features, and FixMatch on the same head. Every run is a normal
 run directory under OUT/<labels>/<rung>/seed<seed>, so finished runs are skipped on a rerun.
@@ -22,22 +23,21 @@ from ..runs import rundir
 from .finetune import FinetuneConfig, finetune, prepare_features
 
 OFF = {"critic": 0.0, "latent": 0.0, "augment": 0.0}
-RUNGS = ("cat-cross softmax", "cat-twin softmax", "cat-twin sigmoid", "bin-cross sigmoid", "+critic", "+latent", "+augment")
+RUNGS = ("cat-cross softmax", "cat-twin softmax", "cat-twin sigmoid", "bin-cross softmax", "bin-cross sigmoid",
+         "+critic", "+latent", "+augment")
+BASELINE = RUNGS[0]
 
 
 def ladder(base: FinetuneConfig) -> list[tuple[str, dict]]:
     """The rungs as (name, config overrides); the critic/latent/augment rungs switch on the base
     config's weights one at a time (the paper fixes them per dataset, Fig. 2 caption)."""
     weights = {"critic": base.critic, "latent": base.latent, "augment": base.augment}
-    bin_cross = {"task_loss": "bin-cross", "rescale": "sigmoid"}
-    return [
-        ("cat-cross softmax", {"task_loss": "cat-cross", "rescale": "softmax", **OFF}),
-        ("cat-twin softmax", {"task_loss": "cat-twin", "rescale": "softmax", **OFF}),
-        ("cat-twin sigmoid", {"task_loss": "cat-twin", "rescale": "sigmoid", **OFF}),
-        ("bin-cross sigmoid", {**bin_cross, **OFF}),
-        ("+critic", {**bin_cross, **OFF, "critic": weights["critic"]}),
-        ("+latent", {**bin_cross, **OFF, "critic": weights["critic"], "latent": weights["latent"]}),
-        ("+augment", {**bin_cross, **weights}),
+    task = {"task_loss": base.task_loss, "rescale": base.rescale}
+    plain = [(name, {"task_loss": name.split()[0], "rescale": name.split()[1], **OFF}) for name in RUNGS[:5]]
+    return plain + [
+        ("+critic", {**task, **OFF, "critic": weights["critic"]}),
+        ("+latent", {**task, **OFF, "critic": weights["critic"], "latent": weights["latent"]}),
+        ("+augment", {**task, **weights}),
     ]
 
 
@@ -52,7 +52,7 @@ def _one(config: FinetuneConfig, run_dir: Path, prepared) -> dict:
     """A finished sub-run is reused only when its recorded config is the one asked for."""
     done = run_dir / "metrics.json"
     if done.exists() and (run_dir / "config.json").exists():
-        if json.loads((run_dir / "config.json").read_text()) == json.loads(json.dumps(dataclasses.asdict(config), default=str)):
+        if json.loads((run_dir / "config.json").read_text()) == config.record():
             return json.loads(done.read_text())
     return finetune(config, run_dir, overwrite=True, prepared=prepared, report=False)
 

@@ -23,6 +23,7 @@ import torch
 
 from ..config import RunConfig
 from ..data.dataset import load_dataset
+from ..data.feature_batches import AUGMENTATIONS, FeatureBatches, to_grid
 from ..data.features import Features, extract_features
 from ..data.subsets import DualSampler, balanced_subset, read_labels_file, save_subset
 from ..methods.fewlabel.fixmatch import FixMatch
@@ -54,20 +55,77 @@ class FinetuneConfig:
     warmup_steps: int = 150
     warmup_start: float = 0.001
     resolution: int | None = None
-    views: int = 1
-    token_grid: int = 2
-    token_width: int | None = 256
-    latent_dim: int | None = 1024
-    hidden_dim: int | None = 256
+    views: int = 2  # augmented views cached per image; each epoch shows each image another one
+    augmentation: str = "cached"  # or "tokens": crops of the plain view's token map (no cached views needed)
+    head: str = "cpu"  # a preset of HEADS; it fills the four settings below that are left at None
+    token_grid: int | str | None = None  # 0: no tokens, G: pooled to G x G, "native": the backbone's grid
+    token_width: int | None = None
+    latent_dim: int | None = None
+    hidden_dim: int | None = None
+    latent_negatives: str = TwinTurboLoss.latent_negatives
+    target_dropout: bool = TwinTurboLoss.target_dropout
+    device: str = "auto"  # cpu, cuda, or auto (cuda when there is one)
     val_fraction: float = 0.1
     standardise: bool = True  # the head's input, with training-set statistics
     feature_batch: int = 128
     log_every: int = RunConfig.log_every
     extras: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        if self.head not in HEADS:
+            raise ValueError(f"--head must be one of {sorted(HEADS)}, got {self.head!r}.")
+        for name, value in HEADS[self.head].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        if not (self.token_grid == "native" or (isinstance(self.token_grid, int) and self.token_grid >= 0)):
+            raise ValueError(f"--token-grid must be 0 (no tokens), a grid side G >= 1, or 'native', got {self.token_grid!r}.")
+        if self.augmentation not in AUGMENTATIONS:
+            raise ValueError(f"--augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}.")
+        if self.device not in DEVICES:
+            raise ValueError(f"--device must be one of {DEVICES}, got {self.device!r}.")
+
+    @property
+    def cache_grid(self) -> int | None:
+        """token_grid as the feature cache reads it (None: the backbone's own grid)."""
+        return None if self.token_grid == "native" else self.token_grid
+
+    @property
+    def variant(self) -> str:
+        """What the run is, in words: the report's "method" row (the baseline is named as the baseline)."""
+        if self.method == "fixmatch":
+            return "FixMatch"
+        terms = [f"{name} {weight:g}" for name, weight in (("critic", self.critic), ("latent", self.latent), ("augment", self.augment)) if weight]
+        if not terms:
+            prefix = "baseline: " if (self.task_loss, self.rescale) == ("cat-cross", "softmax") else "TwinTURBO task loss only: "
+            return f"{prefix}{self.task_loss} {self.rescale}"
+        return f"TwinTURBO: {self.task_loss} {self.rescale} + " + " + ".join(terms)
+
+    def record(self) -> dict:
+        """config.json: every setting, and the variant."""
+        return {**json.loads(json.dumps(dataclasses.asdict(self), default=str)), "variant": self.variant}
+
     def loss_settings(self) -> TwinTurboLoss:
         return TwinTurboLoss(task=self.task_loss, rescale=self.rescale, lambda_critic=self.critic,
-                             lambda_latent=self.latent, lambda_augment=self.augment, prior=self.prior)
+                             lambda_latent=self.latent, lambda_augment=self.augment, prior=self.prior,
+                             latent_negatives=self.latent_negatives, target_dropout=self.target_dropout)
+
+
+# The head's shape. "cpu": no token block, the pooled vector into a 512-wide latent (what the ladder
+# measures on 2 CPU cores); "paper": the twinturbo paper's App. B, the block at 768 on every token of
+# the backbone's grid, latent 8000, predictor hidden 1024 (Tables 2-4).
+HEADS = {
+    "cpu": {"token_grid": 0, "token_width": 256, "latent_dim": 512, "hidden_dim": 128},
+    "paper": {"token_grid": "native", "token_width": 768, "latent_dim": 8000, "hidden_dim": 1024},
+}
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA GPU here; use --device cpu (or auto).")
+    return name
 
 
 @dataclass
@@ -100,8 +158,11 @@ def prepare_features(config: FinetuneConfig, progress: bool = True) -> Prepared:
     except MissingSplit as missing:
         raise ValueError(f"{missing} finetune scores the head on a test split: lay the images out as train/CLASS/... and "
                          "test/CLASS/... (a few per class are enough).") from None
-    common = {"resolution": config.resolution, "token_grid": config.token_grid, "batch_size": config.feature_batch, "progress": progress}
-    train = extract_features(encoder, train_set, views=config.views, seed=0, **common).in_memory()
+    common = {"resolution": config.resolution, "token_grid": config.cache_grid, "batch_size": config.feature_batch,
+              "progress": progress, "device": resolve_device(config.device)}
+    # Token crops are cut from the plain view's full token map, so that one is stored at the native grid.
+    train_views = {"views": 0, "token_grid": None} if config.augmentation == "tokens" else {"views": config.views}
+    train = extract_features(encoder, train_set, seed=0, **{**common, **train_views}).in_memory()
     test = extract_features(encoder, test_set, views=0, **common).in_memory()
     validation = balanced_subset(train.labels, fraction=config.val_fraction, seed=0) if config.val_fraction else np.array([], dtype=np.int64)
     pool = np.setdiff1d(np.arange(len(train)), validation)
@@ -119,38 +180,6 @@ def build_method(config: FinetuneConfig, token_dim: int | None, dim: int, num_cl
     return TwinTurbo(head, config.loss_settings())
 
 
-class FeatureBatches:
-    """The dual sampler's batches as cached-feature tensors (only the views the method reads).
-
-    The augmented view of step s is cached view 1 + s mod (K - 1) (view 0 is the plain one)."""
-
-    def __init__(self, sampler: DualSampler, features: Features, labels: np.ndarray, views: tuple[str, ...]):
-        self.sampler, self.features, self.labels, self.views = sampler, features, labels, views
-
-    def __len__(self) -> int:
-        return len(self.sampler)
-
-    def epoch(self, epoch: int, skip: int = 0):
-        for position, rows in enumerate(self.sampler.epoch(epoch)):
-            if position >= skip:
-                yield self.batch(*rows, step=epoch * len(self) + position)
-
-    def batch(self, unlabelled: np.ndarray, labelled: np.ndarray, partners: np.ndarray, step: int) -> dict:
-        features = self.features
-        batch = {"labels": torch.from_numpy(self.labels[labelled])}
-        augmented_view = 1 + step % max(features.num_views - 1, 1) if features.num_views > 1 else 0
-        sources = {"labelled": (labelled, 0), "paired": (partners, 0), "unlabelled": (unlabelled, 0), "augmented": (unlabelled, augmented_view)}
-        for name in self.views:
-            batch[f"{name}_tokens"], batch[f"{name}_pooled"] = features.load(*sources[name])
-        return batch
-
-    def state_dict(self) -> dict:
-        return {}  # the sampler is a function of (seed, epoch)
-
-    def load_state_dict(self, state: dict) -> None:
-        pass
-
-
 class Trainer:
     def __init__(self, config: FinetuneConfig, prepared: Prepared, out: Path):
         self.config, self.prepared, self.out = config, prepared, out
@@ -159,11 +188,12 @@ class Trainer:
         batch = min(config.batch_size, len(self.unlabelled))
         self.sampler = DualSampler(self.unlabelled, self.labelled, self.labels, batch, seed=config.seed)
         torch.manual_seed(config.seed)
-        self.method = build_method(config, prepared.train.token_dim, prepared.train.dim, len(prepared.train.classes))
+        token_dim = prepared.train.token_dim if config.token_grid != 0 else None
+        self.method = build_method(config, token_dim, prepared.train.dim, len(prepared.train.classes))
         if config.standardise:
             sample = np.sort(np.random.default_rng(0).permutation(prepared.pool)[:10_000])
-            tokens, pooled = prepared.train.load(sample, 0)
-            self.method.head.set_input_statistics(pooled, tokens)
+            tokens, pooled = prepared.train.load(sample, 0, tokens=token_dim is not None)
+            self.method.head.set_input_statistics(pooled, to_grid(tokens, config.cache_grid))
         self.optimisers = {stage: self._adamw(self.method.stage_parameters(stage)) for stage in self.method.stages}
         self.step, self.total_steps, self.seconds = 0, config.epochs * len(self.sampler), 0.0
 
@@ -186,14 +216,14 @@ class Trainer:
         return labels, rows, np.setdiff1d(prepared.validation, rows)
 
     def train(self, resume: bool) -> None:
-        """The head on the engine's loop: one Fabric process on the CPU, warm-up then constant lr,
+        """The head on the engine's loop: one Fabric process (--device), warm-up then constant lr,
         a checkpoint at every epoch end."""
         from lightning.fabric import Fabric
 
         from .loop import Loop, Schedule
 
         save_subset(self.out / "labelled.json", self.labelled, self.labels, dataset=self.config.dataset, split="train", seed=self.config.seed)
-        fabric = Fabric(accelerator="cpu", devices=1, precision="32-true")
+        fabric = Fabric(accelerator=resolve_device(self.config.device), devices=1, precision="32-true")
         model, *optimisers = fabric.setup(self.method, *self.optimisers.values())
         warmup = self.config.warmup_steps
         if warmup > self.total_steps // 2:
@@ -202,7 +232,8 @@ class Trainer:
                   f"warming up over {warmup} steps instead (set --warmup-steps to choose).", file=sys.stderr, flush=True)
         schedule = Schedule(self.total_steps, warmup, self.config.warmup_start, decay="constant", final_factor=1.0)
         run = RunConfig(log_every=self.config.log_every, checkpoint_every=2**62, knn_every=0)
-        batches = FeatureBatches(self.sampler, self.prepared.train, self.labels, self.method.views)
+        batches = FeatureBatches(self.sampler, self.prepared.train, self.labels, self.method.views, fabric.device,
+                                 head_grid=self.config.cache_grid, augmentation=self.config.augmentation)
         self.loop = Loop(fabric, model, dict(zip(self.optimisers, optimisers)), batches, schedule, run, self.out, name="finetune")
         summary = self.loop.fit(resume)
         self.step, self.seconds = summary["steps"], summary["seconds"]
@@ -211,8 +242,12 @@ class Trainer:
     @torch.no_grad()
     def predict(self, features: Features, rows: np.ndarray | None = None) -> torch.Tensor:
         self.method.eval()
+        device = next(self.method.parameters()).device
         rows = np.arange(len(features)) if rows is None else rows
-        chunks = [self.method.predict(*features.load(rows[i : i + 4096], 0)) for i in range(0, len(rows), 4096)]
+        chunks = []
+        for i in range(0, len(rows), 4096):
+            tokens, pooled = features.load(rows[i : i + 4096], 0, device, tokens=self.method.head.use_tokens)
+            chunks.append(self.method.predict(to_grid(tokens, self.config.cache_grid), pooled).cpu())
         return torch.cat(chunks) if chunks else torch.empty(0, len(features.classes))
 
     def evaluate(self) -> dict:
@@ -236,7 +271,7 @@ def save_head(trainer: Trainer, path: Path, channels: int) -> None:
     """The trained method's weights, with what `infomax predict` needs to rebuild the pipeline."""
     features = trainer.prepared.train
     spec = {k: features.manifest[k] for k in ("resolution", "encoder_config", "weights")}
-    spec.update(token_grid=trainer.config.token_grid, token_dim=features.token_dim, dim=features.dim, channels=channels)
+    spec.update(token_grid=trainer.config.cache_grid, token_dim=features.token_dim, dim=features.dim, channels=channels)
     record = {"config": dataclasses.asdict(trainer.config), "classes": features.classes, "features": spec}
     rundir.save_tensors(path, trainer.method.state_dict(), {"infomax_finetune": json.dumps(record)})
 
@@ -250,7 +285,7 @@ def finetune(config: FinetuneConfig, out: Path, *, resume: bool = False, overwri
     prepared = prepared or prepare_features(config)
     trainer = Trainer(config, prepared, Path(out))  # every input is checked before anything is written
     out = trainer.out = rundir.prepare(out, resume=resume, overwrite=overwrite)
-    rundir.write_json(out / "config.json", dataclasses.asdict(config))
+    rundir.write_json(out / "config.json", config.record())
     rundir.record_environment(out)
     trainer.train(resume)
     metrics = trainer.evaluate()
@@ -261,11 +296,11 @@ def finetune(config: FinetuneConfig, out: Path, *, resume: bool = False, overwri
     return metrics
 
 
-RESUMABLE = {"epochs", "log_every", "data_root", "feature_batch", "download"}  # may differ on --resume; nothing else may
+RESUMABLE = {"epochs", "log_every", "data_root", "feature_batch", "download", "device"}  # may differ on --resume; nothing else may
 
 
 def check_resume(config: FinetuneConfig, saved_path: Path) -> None:
-    rundir.refuse_changes(json.loads(saved_path.read_text()), dataclasses.asdict(config), RESUMABLE, saved_path.name)
+    rundir.refuse_changes(json.loads(saved_path.read_text()), config.record(), RESUMABLE, saved_path.name)
 
 
 def check_settings(config: FinetuneConfig) -> None:
@@ -277,9 +312,9 @@ def check_settings(config: FinetuneConfig) -> None:
         raise ValueError(f"--lr must be a positive learning rate below 1000, got {config.lr}.")
     if config.resolution is not None and config.resolution < 8:
         raise ValueError(f"--resolution must be at least 8 pixels (or left out for the backbone's own), got {config.resolution}.")
-    if config.views < 1 and (config.method == "fixmatch" or config.augment > 0):
+    if config.views < 1 and config.augmentation == "cached" and (config.method == "fixmatch" or config.augment > 0):
         raise ValueError(f"--views {config.views} leaves no augmented view for the augment term or FixMatch's strong view; "
-                         "use --views 1 or more, or --augment 0 with --method twinturbo.")
+                         "use --views 1 or more, --augmentation tokens, or --augment 0 with --method twinturbo.")
     if config.labels_file and config.labels != FinetuneConfig.labels:
         raise ValueError("--labels and --labels-file both choose the labelled images; pass one of them.")
 

@@ -35,7 +35,7 @@ HIGHER_IS_BETTER = re.compile(r"top\d|acc|auc|f1|map$|miou|recall|precision")
 LOWER_IS_BETTER = re.compile(r"loss|error|err$")
 _ACRONYMS = {"pca": "PCA", "nn": "NN", "knn": "kNN", "tsne": "t-SNE", "2d": "2-D", "std": "std"}
 _SUMMARY = (  # (row label, source, candidate keys: a full flattened key or its last segment)
-    ("method", "config", ("method", "method/name", "objective")),
+    ("method", "config", ("variant", "method", "method/name", "objective")),
     ("data", "config", ("data", "dataset", "data/name", "data/dataset", "data/source")),
     ("model", "config", ("model", "backbone", "encoder", "model/name", "model/backbone", "arch")),
     ("seed", "config", ("seed", "seeds")),

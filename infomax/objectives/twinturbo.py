@@ -7,7 +7,8 @@ Rescaling sigma: "softmax" (Eq. 8) or "sigmoid" (Eq. 9, each class independently
   critic     mean log D(y) + mean log(1 - D(sigma(l)))  (Eq. 26, JS proxy of Eq. 15):
              the discriminator maximises it, the classifier minimises it
   latent     -mean_i log[exp(s_ii) / mean_j exp(s_ij)], s = cosine(z_i, sg(z*_j)),
-             no temperature; latent pairs are same-class images, augment pairs views (Eq. 27)
+             no temperature; latent pairs are same-class images with the other classes'
+             rows as negatives (App. B), augment pairs views of one image (Eq. 27)
 All in log space (Eq. 19-22) so that no probability underflows.
 """
 from __future__ import annotations
@@ -95,10 +96,22 @@ def critic_losses(disc_real: torch.Tensor, disc_fake: torch.Tensor) -> dict[str,
 
 
 @full_precision
-def latent_nce(z: torch.Tensor, z_target: torch.Tensor) -> torch.Tensor:
-    """Eq. 27: row i of `z` should match row i of `z_target` (detached) among all rows."""
+def latent_nce(z: torch.Tensor, z_target: torch.Tensor, classes: torch.Tensor | None = None) -> torch.Tensor:
+    """Eq. 27: row i of `z` should match row i of `z_target` (detached).
+
+    Without `classes` every row of `z_target` is a negative (the augment term: views of other
+    images). With `classes` (the latent term) the negatives of anchor i are the targets of the
+    other classes only, as App. B builds supervised pairs: a same-class row, the positive's
+    duplicates included, is neither positive nor negative. The mean of Eq. 27's denominator is
+    over the rows kept (the positive and the negatives).
+    """
     check_matrix("z", z, min_rows=1)
     check_matrix("z_target", z_target, min_rows=1)
     check_same_shape("z", z, "z_target", z_target)
     scores = F.normalize(z, dim=1) @ F.normalize(z_target.detach(), dim=1).T
-    return -(scores.diagonal() - torch.logsumexp(scores, dim=1) + math.log(scores.shape[0])).mean()
+    if classes is None:
+        return -(scores.diagonal() - torch.logsumexp(scores, dim=1) + math.log(scores.shape[0])).mean()
+    classes = check_labels("classes", classes, z.shape[0])
+    kept = (classes[:, None] != classes[None, :]) | torch.eye(len(classes), dtype=torch.bool, device=classes.device)
+    log_mean = torch.logsumexp(scores.masked_fill(~kept, float("-inf")), dim=1) - kept.sum(1).log()
+    return -(scores.diagonal() - log_mean).mean()

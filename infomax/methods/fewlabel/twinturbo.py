@@ -16,6 +16,7 @@ for any other backbone.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ from ...objectives.twinturbo import RESCALES, bin_cross, cat_cross, cat_twin, cr
 TASKS = {"cat-cross": cat_cross, "cat-twin": cat_twin, "bin-cross": bin_cross}
 PRIORS = ("uniform", "labels")
 AUGMENT_TARGETS = ("augmented", "plain")
+LATENT_NEGATIVES = ("other-classes", "all")
 
 
 def _round8(x: float) -> int:
@@ -183,6 +185,10 @@ class TwinTurboLoss:
     to make z* = f(x*), "the ground truth to which the encoder output f(x) must be
     aligned", so "augmented" (default) aligns the plain view to the detached augmented
     view; "plain" does the reverse.
+    `latent_negatives`: "other-classes" (App. B: negatives are images of another class) or "all"
+    (every other row of the batch, same-class ones included).
+    `target_dropout`: whether the projector's dropout stays on while the stop-gradient targets
+    z* are computed (off by default: a target is the network's answer, not a noisy sample of it).
     """
 
     task: str = "bin-cross"
@@ -192,10 +198,13 @@ class TwinTurboLoss:
     lambda_augment: float = 10.0
     prior: str = "uniform"
     augment_target: str = "augmented"
+    latent_negatives: str = "other-classes"
+    target_dropout: bool = False
 
     def __post_init__(self):
         for name, value, choices in (("task", self.task, tuple(TASKS)), ("rescale", self.rescale, RESCALES),
-                                     ("prior", self.prior, PRIORS), ("augment_target", self.augment_target, AUGMENT_TARGETS)):
+                                     ("prior", self.prior, PRIORS), ("augment_target", self.augment_target, AUGMENT_TARGETS),
+                                     ("latent_negatives", self.latent_negatives, LATENT_NEGATIVES)):
             if value not in choices:
                 raise ValueError(f"`{name}` must be one of {choices}, got {value!r}.")
         for name in ("lambda_critic", "lambda_latent", "lambda_augment"):
@@ -294,9 +303,10 @@ class TwinTurbo(Steps):
             terms["critic"] = self._critic_terms(logits_unl, batch, frozen=True)["generator"]  # Eq. 26
             terms["_fakes"] = logits_unl.detach()
         if s.lambda_latent > 0:
-            with torch.no_grad():  # z* is a stop-gradient target (Eq. 27)
+            with self._targets():
                 z_pair, _ = encode_view(self.head, batch, "paired", "the latent term (lambda_latent > 0)")
-            terms["latent"] = latent_nce(z_lab, z_pair)
+            classes = batch["labels"].to(z_lab.device) if s.latent_negatives == "other-classes" else None
+            terms["latent"] = latent_nce(z_lab, z_pair, classes)
         if s.lambda_augment > 0:
             terms["augment"] = self._augment_term(batch, z_unl)
         weights = {"critic": s.lambda_critic, "latent": s.lambda_latent, "augment": s.lambda_augment}
@@ -309,9 +319,22 @@ class TwinTurbo(Steps):
         if self.settings.augment_target == "plain":
             z_aug, _ = encode_view(self.head, batch, "augmented", needed)
             return latent_nce(z_aug, z_plain.detach())
-        with torch.no_grad():
+        with self._targets():
             z_aug, _ = encode_view(self.head, batch, "augmented", needed)
         return latent_nce(z_plain, z_aug)
+
+    @contextlib.contextmanager
+    def _targets(self):
+        """No gradient (z* is a stop-gradient target, Eq. 27) and, unless `target_dropout`, no dropout."""
+        dropouts = [] if self.settings.target_dropout else [m for m in self.head.modules() if isinstance(m, nn.Dropout) and m.training]
+        with torch.no_grad():
+            for module in dropouts:
+                module.eval()
+            try:
+                yield
+            finally:
+                for module in dropouts:
+                    module.train()
 
     def critic_loss(self, batch: dict, fakes: torch.Tensor | None = None) -> torch.Tensor:
         """Minus Eq. 26 for the discriminator's step, with the fakes sigma(logits) detached.
