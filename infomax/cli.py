@@ -196,11 +196,12 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     add_data_root(p)
     from .engine.finetune import FinetuneConfig
 
-    texts = {"lr": "AdamW learning rate", "epochs": "passes over the unlabelled images", "batch-size": "unlabelled images per step",
+    texts = {"lr": "AdamW learning rate", "epochs": "passes over the unlabelled images",
+             "min-steps": "more epochs when the epochs give fewer steps than this (0: epochs alone)", "batch-size": "unlabelled images per step",
              "resolution": "side the backbone sees (default: 4x the images' side in steps of 32, at most the backbone's input size)",
              "views": "augmented views cached per image, a different one each epoch",
              "warmup-steps": "linear warm-up steps (shortened to a tenth of a run shorter than twice this)"}
-    for name, kind in (("lr", float), ("epochs", int), ("batch-size", int), ("resolution", int), ("views", int),
+    for name, kind in (("lr", float), ("epochs", int), ("min-steps", int), ("batch-size", int), ("resolution", int), ("views", int),
                        ("warmup-steps", int)):
         default = getattr(FinetuneConfig, name.replace("-", "_"))
         p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind, help=f"{texts[name]} (default {default})")

@@ -23,7 +23,7 @@ def backbone(tmp_path, monkeypatch):
 
 
 def _config(encoder, **overrides):
-    settings = dict(backbone=encoder, dataset="digits", labels=30, resolution=16, epochs=3, batch_size=128,
+    settings = dict(backbone=encoder, dataset="digits", labels=30, resolution=16, epochs=3, min_steps=0, batch_size=128,
                     warmup_steps=4, lr=3e-3, token_grid=2, token_width=16, latent_dim=64, hidden_dim=32, log_every=2,
                     critic=0.001, latent=0.1, augment=0.1)  # the paper's SVHN weights: a random ConvNet is no CIFAR
     return FinetuneConfig(**{**settings, **overrides})
@@ -132,6 +132,19 @@ def test_ladder_switches_on_the_base_weights_one_rung_at_a_time():
     assert (rungs["bin-cross softmax"]["task_loss"], rungs["bin-cross softmax"]["rescale"]) == ("bin-cross", "softmax")
     softmax = dict(ladder(FinetuneConfig(rescale="softmax")))  # the top rungs run the base config's task loss
     assert softmax["+critic"]["rescale"] == softmax["+augment"]["rescale"] == "softmax"
+
+
+def test_a_small_dataset_trains_for_min_steps_in_whole_epochs(backbone, tmp_path):
+    from infomax.engine.finetune import run_epochs
+
+    assert run_epochs(FinetuneConfig(epochs=5, min_steps=400), 87) == 5  # CIFAR-10: 87 steps an epoch
+    assert run_epochs(FinetuneConfig(epochs=5, min_steps=400), 7) == 58  # MNIST-5k: 7
+    assert run_epochs(FinetuneConfig(epochs=5, min_steps=0), 7) == 5
+    metrics = finetune(_config(backbone, epochs=1, min_steps=25), tmp_path / "run", report=False)
+    per_epoch = metrics["unlabelled"] // 128
+    assert metrics["steps"] == -(-25 // per_epoch) * per_epoch >= 25
+    with pytest.raises(ValueError, match="--min-steps"):
+        finetune(_config(backbone, min_steps=-1), tmp_path / "bad", report=False)
 
 
 def test_head_presets_fill_only_the_settings_left_unset():
