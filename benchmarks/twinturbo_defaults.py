@@ -40,6 +40,8 @@ CANDIDATES = {  # on bin-cross sigmoid, everything else as shipped
     "critic 3, latent 1, augment 1, one cached view": {"critic": 3.0, "latent": 1.0, "augment": 1.0, "views_used": 1},
     "critic 3, latent 1, augment 1, token crops": {"critic": 3.0, "latent": 1.0, "augment": 1.0, "augmentation": "tokens"},
     "critic 10, latent 1, augment 10 (issue 5's)": {"critic": 10.0, "latent": 1.0, "augment": 10.0},
+    "critic 3, latent 1, augment 10, one cached view": {"critic": 3.0, "latent": 1.0, "augment": 10.0, "views_used": 1},
+    "critic 3, latent 1, augment 10, token crops": {"critic": 3.0, "latent": 1.0, "augment": 10.0, "augmentation": "tokens"},
 }
 
 

@@ -6,6 +6,7 @@ import torch
 
 from infomax.data.augment import center_resize, to_float_images
 from infomax.data.dataset import Dataset
+from infomax.data import features as features_module
 from infomax.data.features import extract_features, pool_tokens
 from infomax.models import build_encoder
 
@@ -154,3 +155,17 @@ def test_default_resolution_scales_with_the_images_and_stops_at_the_encoders_inp
     shape = lambda side: SimpleNamespace(image_shape=(side, side, 3))  # noqa: E731
     assert [default_resolution(lite0, shape(s)) for s in (8, 28, 32, 96)] == [32, 128, 128, 224]
     assert default_resolution(free, shape(96)) == 384
+
+
+def test_an_entry_with_more_views_serves_a_request_for_fewer(encoder, toy, tmp_path, monkeypatch):
+    fresh = _extract(encoder, toy, tmp_path / "fresh", views=1)
+    three = _extract(encoder, toy, tmp_path, views=3)
+    def refuse(self):
+        raise RuntimeError("extracted again")
+
+    monkeypatch.setattr(features_module._Extraction, "run", refuse)
+    one = _extract(encoder, toy, tmp_path, views=1)
+    assert one.num_views == 2 and three.num_views == 4
+    assert np.array_equal(one.pooled(1), fresh.pooled(1)) and np.array_equal(one.pooled(1), three.pooled(1))
+    with pytest.raises(RuntimeError, match="extracted again"):  # another seed is another set of views
+        _extract(encoder, toy, tmp_path, views=1, seed=7)

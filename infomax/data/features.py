@@ -141,11 +141,11 @@ def extract_features(encoder: Encoder, dataset: Dataset, *, resolution: int | No
         specs.append({**base, "group": "augmented", "views": views, "seed": seed, "augment": dataclasses.asdict(augment), "chunk": batch_size})
     root = Path(cache_dir or cache_root() / "features")
     label = re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{dataset.name}-{dataset.split}-{encoder.name}")  # hf:org/id has '/'
-    folders = []
+    folders, limits = [], []
     for spec in specs:
         key = hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()[:20]
         stem = root / f"{label}-{spec['group']}-{key}"
-        folder = _serving(stem, token_grid)
+        folder = _serving(stem, token_grid) or (_more_views(root, label, spec, token_grid) if spec["group"] == "augmented" else None)
         if folder is None:
             folder = stem.with_name(f"{stem.name}-grid{'native' if token_grid is None else token_grid}")
             with _locked(folder):  # a concurrent run extracting the same entry waits, then finds it complete
@@ -153,7 +153,8 @@ def extract_features(encoder: Encoder, dataset: Dataset, *, resolution: int | No
                     _Extraction(encoder, dataset, {**spec, "token_grid": token_grid}, augment, folder, torch.device(device),
                                 progress, batch_size).run()
         folders.append(folder)
-    return open_features(folders, keep_tokens=token_grid != 0)
+        limits.append(spec["views"])
+    return open_features(folders, keep_tokens=token_grid != 0, views=limits)
 
 
 def default_resolution(encoder: Encoder, dataset: Dataset) -> int:
@@ -184,6 +185,20 @@ def _serving(stem: Path, token_grid: int | None) -> Path | None:
     return None
 
 
+def _more_views(root: Path, label: str, spec: dict, token_grid: int | None) -> Path | None:
+    """A complete augmented entry of this spec but with more views: the views of a chunk are drawn in
+    order from one generator, so its first K views are exactly this spec's K, and it serves them."""
+    wanted = {k: v for k, v in json.loads(json.dumps(spec, default=str)).items() if k != "views"}
+    for folder in sorted(root.glob(f"{label}-augmented-*")):
+        if not _complete(folder):
+            continue
+        stored = json.loads((folder / "manifest.json").read_text())
+        same = {k: v for k, v in stored.items() if k in wanted} == wanted and stored.keys() >= wanted.keys()
+        if same and stored["views"] >= spec["views"] and (token_grid == 0 or stored["token_grid"] == token_grid):
+            return folder
+    return None
+
+
 @contextlib.contextmanager
 def _locked(folder: Path):
     """An exclusive lock on `folder`'s entry (fcntl on a sibling .lock file) for the length of the block."""
@@ -198,13 +213,14 @@ def _locked(folder: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def open_features(folders: list[Path], keep_tokens: bool = True) -> Features:
+def open_features(folders: list[Path], keep_tokens: bool = True, views: list[int] | None = None) -> Features:
+    """`views`: how many views to read from each entry (default all)."""
     groups = []
     try:
-        for folder in folders:
+        for folder, limit in zip(folders, views or [None] * len(folders)):
             tokens = folder / "tokens.npy"
-            tokens = np.load(tokens, mmap_mode="r") if keep_tokens and tokens.exists() else None
-            groups.append((np.load(folder / "pooled.npy", mmap_mode="r"), tokens))
+            tokens = np.load(tokens, mmap_mode="r")[:limit] if keep_tokens and tokens.exists() else None
+            groups.append((np.load(folder / "pooled.npy", mmap_mode="r")[:limit], tokens))
         manifest = json.loads((folders[0] / "manifest.json").read_text())
         labels = np.load(folders[0] / "labels.npy")
     except (OSError, ValueError, KeyError) as error:

@@ -56,7 +56,7 @@ class FinetuneConfig:
     warmup_steps: int = 150
     warmup_start: float = 0.001
     resolution: int | None = None
-    views: int = 2  # augmented views cached per image; each epoch shows each image another one
+    views: int = 1  # augmented views cached per image; with K > 1 each epoch shows each image another one
     augmentation: str = "cached"  # or "tokens": crops of the plain view's token map (no cached views needed)
     head: str = "cpu"  # a preset of HEADS; it fills the four settings below that are left at None
     token_grid: int | str | None = None  # 0: no tokens, G: pooled to G x G, "native": the backbone's grid
