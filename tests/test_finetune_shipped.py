@@ -24,7 +24,7 @@ MARGIN = 2.0
 def test_shipped_defaults_beat_the_cat_cross_baseline(tmp_path, monkeypatch):
     monkeypatch.setenv("INFOMAX_CACHE", str(tmp_path / "cache"))
     shipped = FinetuneConfig(dataset="mnist-5k", labels=100, resolution=64)
-    assert (shipped.critic, shipped.latent, shipped.augment) == (3.0, 1.0, 1.0)  # what a user gets, not a test setting
+    assert (shipped.critic, shipped.latent, shipped.augment) == (3.0, 1.0, 10.0)  # what a user gets, not a test setting
     prepared = prepare_features(shipped, progress=False)
     full = finetune(shipped, tmp_path / "full", prepared=prepared, report=False)
     baseline = finetune(dataclasses.replace(shipped, task_loss="cat-cross", rescale="softmax", **OFF), tmp_path / "baseline",
