@@ -34,13 +34,13 @@ from infomax.engine.finetune import FinetuneConfig, finetune, prepare_features  
 
 RESULTS = Path(__file__).parent / "results"
 BASELINE = {"task_loss": "cat-cross", "rescale": "softmax", **OFF}
-CANDIDATES = {  # on bin-cross sigmoid, everything else as shipped
-    "critic 3, latent 1, augment 1": {"critic": 3.0, "latent": 1.0, "augment": 1.0},
-    "critic 3, latent 1, augment 10": {"critic": 3.0, "latent": 1.0, "augment": 10.0},
-    "critic 3, latent 1, augment 1, one cached view": {"critic": 3.0, "latent": 1.0, "augment": 1.0, "views_used": 1},
+CANDIDATES = {  # on bin-cross sigmoid, everything else as shipped; "one cached view" reads view 1 of 2 (= --views 1)
+    "critic 3, latent 1, augment 1": {"critic": 3.0, "latent": 1.0, "augment": 1.0, "views": 2},
+    "critic 3, latent 1, augment 10": {"critic": 3.0, "latent": 1.0, "augment": 10.0, "views": 2},
+    "critic 3, latent 1, augment 1, one cached view": {"critic": 3.0, "latent": 1.0, "augment": 1.0, "views": 2, "views_used": 1},
     "critic 3, latent 1, augment 1, token crops": {"critic": 3.0, "latent": 1.0, "augment": 1.0, "augmentation": "tokens"},
-    "critic 10, latent 1, augment 10 (issue 5's)": {"critic": 10.0, "latent": 1.0, "augment": 10.0},
-    "critic 3, latent 1, augment 10, one cached view": {"critic": 3.0, "latent": 1.0, "augment": 10.0, "views_used": 1},
+    "critic 10, latent 1, augment 10 (issue 5's)": {"critic": 10.0, "latent": 1.0, "augment": 10.0, "views": 2},
+    "critic 3, latent 1, augment 10, one cached view": {"critic": 3.0, "latent": 1.0, "augment": 10.0, "views": 2, "views_used": 1},
     "critic 3, latent 1, augment 10, token crops": {"critic": 3.0, "latent": 1.0, "augment": 10.0, "augmentation": "tokens"},
 }
 
@@ -80,12 +80,13 @@ def run_grid(args, dataset: str, path: Path) -> None:
                 overrides = dict(BASELINE if name == "baseline" else {"task_loss": "bin-cross", "rescale": "sigmoid", **CANDIDATES[name]})
                 views = overrides.pop("views_used", None)
                 config = dataclasses.replace(base, labels=labels, seed=seed, **overrides)
-                if config.augmentation not in prepared:
-                    prepared[config.augmentation] = prepare_features(config, progress=False)
+                kind = (config.augmentation, config.views)
+                if kind not in prepared:
+                    prepared[kind] = prepare_features(config, progress=False)
                 started = time.perf_counter()
                 slug = "".join(c if c.isalnum() else "-" for c in name)[:60]
                 metrics = finetune(config, Path(args.work) / dataset / str(labels) / f"seed{seed}" / slug, overwrite=True,
-                                   prepared=restricted(prepared[config.augmentation], views), report=False)
+                                   prepared=restricted(prepared[kind], views), report=False)
                 key = f"{dataset}|{labels}|{seed}|{name}"
                 record["runs"][key] = {"val_top1": metrics["val_top1"], "steps": metrics["steps"], "seconds": time.perf_counter() - started,
                                        "variant": config.variant, "overrides": CANDIDATES.get(name, BASELINE)}
