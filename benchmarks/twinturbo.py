@@ -17,6 +17,7 @@ is only reported.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import statistics
@@ -35,7 +36,7 @@ RESULTS = Path(__file__).parent / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Fashion-MNIST's 28x28 images are read at 64 px (4x cheaper features than 128 px, and a 2 x 2
 # token map); CIFAR-10's 32x32 at 128 px (4 x 4). Everything else is FinetuneConfig() as shipped.
-RESOLUTION = {"cifar10": 128, "fashion-mnist": 64}
+RESOLUTION = {"cifar10": 128, "fashion-mnist": 64, "mnist-5k": 64}
 SHIPPED = ("head", "task_loss", "rescale", "critic", "latent", "augment", "lr", "epochs", "batch_size", "views", "augmentation")
 
 
@@ -98,6 +99,16 @@ def main() -> None:
     render(json.loads(Path(f"{stem}.json").read_text()), args.dataset, stem)
 
 
+def not_shipped(settings: dict) -> list[str]:
+    """A line naming the settings this record ran with that differ from today's defaults, if any."""
+    shipped = dataclasses.asdict(FinetuneConfig())
+    differ = {k: v for k, v in settings.items() if k in shipped and k != "resolution" and shipped[k] != v}
+    if not differ:
+        return []
+    pairs = ", ".join(f"{k} {v} (now {shipped[k]})" for k, v in differ.items())
+    return [f"**Not the shipped defaults**: this ran with {pairs}; rerun the script to measure what `infomax finetune` gives today.", ""]
+
+
 def render(record: dict, dataset: str, stem: Path) -> None:
     from infomax.engine.ablate import markdown_table
 
@@ -107,7 +118,7 @@ def render(record: dict, dataset: str, stem: Path) -> None:
             f"seeds {', '.join(map(str, record['seeds']))}; "
             f"features {record['features_seconds'] / 60:.1f} min, everything {record['total_seconds'] / 60:.1f} min. "
             f"Settings: `{json.dumps(record['settings'])}`. Rerun: `python benchmarks/twinturbo.py --dataset {dataset}`.", "",
-            markdown_table(record["results"], record["seeds"]), "", "## Targets", "", "| target | value | met |", "|---|---|---|"]
+            *not_shipped(record["settings"]), markdown_table(record["results"], record["seeds"]), "", "## Targets", "", "| target | value | met |", "|---|---|---|"]
     text += [f"| {name} ({c['target']}) | {_fmt(c['value'])} | {'yes' if c['met'] else 'NO'} |" for name, c in record["targets"].items()]
     Path(f"{stem}.md").write_text("\n".join(text) + "\n")
     print("\n".join(text))

