@@ -118,6 +118,60 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _continue(args: argparse.Namespace) -> int:
+    from .engine.continued import FLAGS, continue_pretraining, resolve
+
+    if not args.init and not args.resume:
+        raise ValueError("name the encoder to continue from: --init efficientnet-lite0 | hf:<id> | FILE.safetensors | RUN_DIR.")
+    if not args.method and not args.recipe and not args.resume:
+        raise ValueError("name the base method: --method vicreg (or swav, simsiam, any of `infomax recipes`).")
+    flags = {key: getattr(args, name) for name, key in PRETRAIN_FLAGS.items() if hasattr(args, name)}
+    flags = {k: (v or None) if isinstance(v, bool) else v for k, v in flags.items()}
+    out = Path(args.out)
+    continued = {k: getattr(args, k) for k in FLAGS if k != "init"}
+    config = resolve(args.init, args.method, args.recipe, args.add or [], args.set or [], flags, continued, out, args.resume)
+    result = continue_pretraining(config, out, resume=args.resume, overwrite=args.overwrite)
+    if result:
+        print(json.dumps({k: v for k, v in result.items() if not k.startswith(("before/", "after/"))}, indent=1))
+        print(f"encoder: {out / 'encoder.safetensors'}, report: {out / 'report.html'}")
+    return 0
+
+
+def add_continue(verbs) -> None:
+    from .engine.pretrain import ACCELERATORS, PRECISIONS
+    from .methods import METHODS
+    from .methods.addons import ADDONS
+
+    p = verbs.add_parser("continue", help="continued pre-training of a trained encoder with add-on losses (E2MC), "
+                         "evaluated before and after", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--init", help="the encoder to start from: efficientnet-lite0, hf:<id>, an encoder .safetensors or a pretrain run")
+    p.add_argument("--method", choices=list(METHODS), help="the base method; its recipe is METHOD-cpu unless --recipe")
+    p.add_argument("--recipe", metavar="NAME|FILE", help="the base method's recipe (its lr is scaled by --lr-scale)")
+    p.add_argument("--add", action="append", metavar="NAME[:key=value,...]",
+                   help=f"an add-on loss ({', '.join(ADDONS)}), e.g. e2mc or e2mc:beta=1,gamma=25,space=hypersphere (repeatable)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting, e.g. optim.lr=0.001 (repeatable)")
+    p.add_argument("--dataset", help="the images to continue on (and evaluate with)")
+    add_data_root(p)
+    for name, kind, text in (("epochs", int, "passes over the training images (default 10, the paper's)"),
+                             ("batch-size", int, "global batch (default: the recipe's; the paper's is 512)"),
+                             ("resolution", int, "side of the views (default: the feature cache's for this encoder and data)"),
+                             ("seed", int, "seeds heads, shuffling and view pairing"), ("max-steps", int, "stop after this many steps"),
+                             ("checkpoint-every", int, "optimiser steps between checkpoints"), ("devices", int, "processes (DDP when more than 1)"),
+                             ("num-nodes", int, "nodes")):
+        p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind, help=text)
+    p.add_argument("--lr-scale", dest="lr_scale", type=float, help="times the recipe's lr (default 0.01, the paper's)")
+    p.add_argument("--train-from", dest="train_from", metavar="BLOCK",
+                   help="freeze the blocks before BLOCK and cache their activations (the CPU protocol); e.g. block15 of efficientnet-lite0")
+    p.add_argument("--cached-views", dest="cached_views", type=int, help="augmented views cached per image and view, with --train-from (default 4)")
+    p.add_argument("--train-images", dest="train_images", type=int, help="continue on a seeded subset of this many training images")
+    p.add_argument("--accelerator", choices=ACCELERATORS)
+    p.add_argument("--precision", choices=PRECISIONS)
+    p.add_argument("--out", required=True, metavar="DIR")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
+    p.set_defaults(handler=_continue, eval_seeds=None)
+
+
 def _recipes(args: argparse.Namespace) -> int:
     from . import config
 
@@ -260,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_data_root(check)
     check.set_defaults(handler=_data_check)
     add_pretrain(verbs)
+    add_continue(verbs)
     add_finetune(verbs)
     add_evaluation(verbs)
     return parser

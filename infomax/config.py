@@ -6,6 +6,8 @@
     optim     optimiser, lr, weight decay, batch size
     schedule  epochs or max steps, warm-up, decay
     run       seed, checkpoints, logging, monitors, devices, precision
+    addons    add-on losses on the method's embeddings (methods/addons.py), a list of {name, settings}
+    continued `infomax continue` only: the starting encoder, the lr scale, partial fine-tuning
 
 A YAML recipe (`infomax/recipes/*.yaml`, listed by `infomax recipes`) overrides some defaults,
 `--set section.key=value` overrides any, and the resolved tree is saved as `config.yaml` in the
@@ -94,7 +96,20 @@ class RunConfig:
     progress: bool = True
 
 
+@dataclass
+class ContinueConfig:
+    """Continued pre-training (E2MC Sec. 4): from a trained encoder, at a fraction of the recipe's lr."""
+
+    init: str = "efficientnet-lite0"  # a name build_encoder knows, hf:<id>, an encoder .safetensors, or a pretrain run
+    lr_scale: float = 0.01  # times the recipe's lr (the paper's 0.01 x base lr), applied once when the run is made
+    train_from: str | None = None  # a block name: the blocks before it are frozen and their activations cached
+    cached_views: int = 4  # augmented views cached per image and view of the recipe, with train_from
+    train_images: int | None = None  # a seeded subset of the training split (the CPU protocol); None: all
+    eval_seeds: tuple[int, ...] = (0, 1, 2)  # few-label draws of the before/after evaluation
+
+
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "run": RunConfig}
+EXTRA = ("addons", "continued")  # sections that are not one dataclass each
 
 
 @dataclass
@@ -105,6 +120,8 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    addons: list[dict] = field(default_factory=list)
+    continued: ContinueConfig | None = None
 
     @property
     def method_name(self) -> str:
@@ -185,9 +202,13 @@ def build_config(tree: dict) -> TrainConfig:
     from . import methods
 
     tree = dict(tree)
-    unknown = [k for k in tree if k not in ("method", *SECTIONS)]
+    unknown = [k for k in tree if k not in ("method", *SECTIONS, *EXTRA)]
     if unknown:
-        raise ConfigError(f"unknown section {unknown[0]!r}{_nearest(unknown[0], ['method', *SECTIONS])}")
+        raise ConfigError(f"unknown section {unknown[0]!r}{_nearest(unknown[0], ['method', *SECTIONS, *EXTRA])}")
+    addons = tree.get("addons") or []
+    if not isinstance(addons, list) or not all(isinstance(a, dict) and "name" in a for a in addons):
+        raise ConfigError(f"addons must be a list of mappings with a name, e.g. [{{name: e2mc, beta: 1}}]; got {addons!r}.")
+    continued = build(ContinueConfig, tree["continued"], "continued") if tree.get("continued") is not None else None
     method = dict(tree.pop("method", None) or {})
     name = method.pop("name", None)
     settings_cls = methods.settings_of(name)
@@ -198,12 +219,16 @@ def build_config(tree: dict) -> TrainConfig:
         raise
     except (TypeError, ValueError) as error:
         raise ConfigError(f"method {name}: {error}") from None
-    return TrainConfig(method=settings, **built)
+    return TrainConfig(method=settings, **built, addons=[dict(a) for a in addons], continued=continued)
 
 
 def to_dict(config: TrainConfig) -> dict:
     tree = {"method": {"name": config.method_name, **dataclasses.asdict(config.method)}}
     tree.update({key: dataclasses.asdict(getattr(config, key)) for key in SECTIONS})
+    if config.addons:
+        tree["addons"] = [dict(a) for a in config.addons]
+    if config.continued is not None:
+        tree["continued"] = dataclasses.asdict(config.continued)
     return _plain(tree)
 
 

@@ -28,8 +28,10 @@ PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
 ACCELERATORS = ("cpu", "cuda", "mps", "auto")
 
 
-def resolve(recipe: str | None, method: str | None, sets: list[str], flags: dict, out: Path, resume: bool) -> C.TrainConfig:
-    """The run's config: config.yaml of the run (resume) or the recipe, then flags, then --set."""
+def resolve(recipe: str | None, method: str | None, sets: list[str], flags: dict, out: Path, resume: bool,
+            preset=None) -> C.TrainConfig:
+    """The run's config: config.yaml of the run (resume) or the recipe (then `preset(tree)`, a verb's own
+    changes to a fresh recipe), then flags, then --set."""
     saved = out / CONFIG
     if resume and saved.exists():
         tree = C.to_dict(C.load(saved))
@@ -43,6 +45,8 @@ def resolve(recipe: str | None, method: str | None, sets: list[str], flags: dict
         if method and named and named != method:
             raise ValueError(f"recipe {recipe!r} is for {named}, not {method}; choose a {method}-... recipe (`infomax recipes`).")
         tree.setdefault("method", {})["name"] = named or method
+        if preset is not None:
+            preset(tree)
     for key, value in flags.items():
         if value is not None:
             C.set_value(tree, f"{key}={value}" if not isinstance(value, str) else f"{key}={_quoted(value)}")
@@ -107,26 +111,29 @@ def split_rows(labels: np.ndarray, holdout: int, bank: int, batch_size: int) -> 
     return np.sort(rest), np.sort(rest[:bank]), np.sort(query)
 
 
-def build_method(config: C.TrainConfig, world: int, device_type: str = "cpu"):
-    """The method around its encoder. Under DDP on CUDA, batch norm is synchronised for methods that
-    communicate (SimCLR, Barlow Twins, VICReg: their papers' global BN); SMI keeps per-device BN by
-    design; on CPU (gloo) torch has no synchronised BN, so BN statistics stay per process."""
+def build_method(config: C.TrainConfig, world: int, device_type: str = "cpu", encoder=None):
+    """The method around its encoder (`config.model.backbone`, or `encoder` when given), with its add-ons.
+    Under DDP on CUDA, batch norm is synchronised for methods that communicate (SimCLR, Barlow Twins,
+    VICReg: their papers' global BN); SMI keeps per-device BN by design; on CPU (gloo) torch has no
+    synchronised BN, so BN statistics stay per process."""
+    from ..methods.addons import WithAddOns, build_addons
     from ..models import build_encoder
 
-    encoder = build_encoder(config.model.backbone, **config.model.options)
+    encoder = build_encoder(config.model.backbone, **config.model.options) if encoder is None else encoder
     try:
         method = methods.build(config.method_name, encoder, config.method)
     except TypeError as error:
         raise ValueError(f"method {config.method_name}: {error}") from None
-    if world > 1 and method.communicates and device_type == "cuda":
+    if config.addons:
+        cls = methods.METHODS[config.method_name]
+        method = WithAddOns(method, build_addons(config.addons, config.method_name, cls.embeddings, config.optim.batch_size))
+    if world > 1 and methods.METHODS[config.method_name].communicates and device_type == "cuda":
         method = torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)
     return method
 
 
-def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrite: bool = False, watch: tuple = ()) -> dict:
-    """Train `config`'s method into the run directory `out`; `watch`: more callables `(loop, terms) -> dict`
-    for the logged steps (a benchmark's own probes)."""
-    out = Path(out)
+def check_run(config: C.TrainConfig) -> int:
+    """Checks every training verb makes before anything is built; returns the per-device batch."""
     run = config.run
     check_devices(run, config.optim.batch_size)
     for name in ("checkpoint_every", "log_every"):
@@ -136,17 +143,51 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
     if per_rank < methods.METHODS[config.method_name].min_batch:
         raise ValueError(f"{config.method_name} needs at least {methods.METHODS[config.method_name].min_batch} "
                          f"images per device per step, got {per_rank}; raise --batch-size.")
-    from ..data.dataset import load_dataset
+    return per_rank
+
+
+def view_recipe(config: C.TrainConfig):
     from ..data.views import get_recipe
 
-    train = load_dataset(config.data.dataset, "train", config.data.data_root, download=config.data.download,
-                         image_size=config.data.image_size)
-    recipe = get_recipe(config.data.views or methods.METHODS[config.method_name].default_views, config.data.resolution,
-                        **config.data.view_options)
     cls = methods.METHODS[config.method_name]
+    recipe = get_recipe(config.data.views or cls.default_views, config.data.resolution, **config.data.view_options)
     if len(recipe) < cls.num_views:
         raise ValueError(f"{config.method_name} trains on at least {cls.num_views} views; the view recipe "
                          f"{config.data.views!r} gives {len(recipe)}. Choose another data.views (or drop it for the method's own).")
+    return recipe
+
+
+def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrite: bool = False, watch: tuple = ()) -> dict:
+    """Train `config`'s method into the run directory `out`; `watch`: more callables `(loop, terms) -> dict`
+    for the logged steps (a benchmark's own probes)."""
+    per_rank = check_run(config)
+    from ..data.dataset import load_dataset
+
+    train = load_dataset(config.data.dataset, "train", config.data.data_root, download=config.data.download,
+                         image_size=config.data.image_size)
+    recipe = view_recipe(config)
+
+    def build(fabric):
+        from ..data.batches import ViewBatches
+
+        method = build_method(config, fabric.world_size, fabric.device.type)
+        rows, bank, query = split_rows(train.labels, config.data.holdout, config.data.bank, config.optim.batch_size)
+        batches = ViewBatches(train.images, rows, recipe, per_rank, seed=config.run.seed, rank=fabric.global_rank,
+                              world_size=fabric.world_size, device=fabric.device)
+        run = config.run
+        monitors = (KNNMonitor(train, bank, query, config.data.resolution, run.knn_k, run.knn_temperature, run.knn_every),) \
+            if len(query) and len(bank) >= run.knn_k else ()
+        return method, batches, monitors
+
+    return train_method(config, out, build, resume=resume, overwrite=overwrite, watch=watch, name=f"pretrain {config.method_name}")[0]
+
+
+def train_method(config: C.TrainConfig, out: Path, build, *, resume: bool, overwrite: bool, watch: tuple = (),
+                 name: str = "train") -> tuple[dict, object]:
+    """The run of every training verb: Fabric, the run directory, `build(fabric) -> (method, batches,
+    monitors)`, the Loop, and at the end encoder.safetensors, metrics.json and the report (rank 0).
+    Returns (the result, empty on other ranks; the trained method) for a verb's own evaluation."""
+    out, run = Path(out), config.run
     fabric = make_fabric(run, out)
     if fabric.global_rank == 0:
         rundir.check_target(out, resume=resume, overwrite=overwrite)
@@ -154,24 +195,16 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
             check_resume(config, out)
     fabric.launch()
     torch.manual_seed(run.seed)  # the same initial weights on every rank
-    method = build_method(config, fabric.world_size, fabric.device.type)
+    method, batches, monitors = build(fabric)
     method.check_batch(config.optim.batch_size)
     if fabric.device.type == "cuda":
         method = method.to(memory_format=torch.channels_last)
-    rows, bank, query = split_rows(train.labels, config.data.holdout, config.data.bank, config.optim.batch_size)
-    from ..data.batches import ViewBatches
-
-    batches = ViewBatches(train.images, rows, recipe, per_rank, seed=run.seed, rank=fabric.global_rank,
-                          world_size=fabric.world_size, device=fabric.device)
     optimiser = build_optimiser(method.stage_parameters("main"), config.optim)
     compiled = torch.compile(method) if run.compile else method
     model, optimiser = fabric.setup(compiled, optimiser)
     schedule = make_schedule(config.schedule, len(batches))
-    monitors = (KNNMonitor(train, bank, query, config.data.resolution, run.knn_k, run.knn_temperature, run.knn_every),) \
-        if len(query) and len(bank) >= run.knn_k else ()
     loop = Loop(fabric, model, {"main": optimiser}, batches, schedule, run, out, monitors=monitors,
-                watch=(embedding_spread, redundancy_to_alignment, *watch), name=f"pretrain {config.method_name}",
-                clip_grad=config.optim.clip_grad)
+                watch=(embedding_spread, redundancy_to_alignment, *watch), name=name, clip_grad=config.optim.clip_grad)
     loop.method = method
     if fabric.global_rank == 0:  # only now, with every input checked, is anything written
         out = rundir.prepare(out, resume=resume, overwrite=overwrite)
@@ -181,9 +214,11 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
     summary = loop.fit(resume)
     result = {"method": config.method_name, "steps": summary["steps"], "train_seconds": round(summary["seconds"], 2)}
     if fabric.global_rank == 0:
+        from ..models.partial import Tail
         from ..models.registry import save_encoder
 
-        save_encoder(method.encoder, out / "encoder.safetensors")
+        encoder = method.encoder
+        save_encoder(encoder.encoder if isinstance(encoder, Tail) else encoder, out / "encoder.safetensors")
         if monitors:
             result["knn_top1_holdout"] = monitors[0].score(method, fabric.device)
         last = {f"last/{k}": float(v.detach()) for k, v in loop.last_terms.items() if not k.startswith("_")}
@@ -195,7 +230,7 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
         rundir.write_json(out / "metrics.json", result)
         _write_report(out)
     fabric.barrier()
-    return result if fabric.global_rank == 0 else {}
+    return (result if fabric.global_rank == 0 else {}), method
 
 
 def make_schedule(schedule: C.ScheduleConfig, per_epoch: int) -> Schedule:

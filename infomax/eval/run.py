@@ -42,10 +42,6 @@ def _constant_warning(x: torch.Tensor) -> list[str]:
 def evaluate(encoder: str, dataset: str, out: Path, *, protocols=PROTOCOLS, data_root=None, resolution=None,
              k: int = 20, temperature: float = 0.07, seeds=(0, 1, 2), overwrite: bool = False,
              download: bool = False, image_size: int | None = None) -> dict:
-    from .fewshot import few_label_accuracy
-    from .knn import weighted_knn
-    from .linear import linear_probe
-
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown or not protocols:
         raise ValueError(f"unknown or no protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}.")
@@ -59,6 +55,21 @@ def evaluate(encoder: str, dataset: str, out: Path, *, protocols=PROTOCOLS, data
               "temperature": temperature, "seeds": list(seeds)}
     rundir.write_json(out / "config.json", config)
     rundir.record_environment(out)
+    metrics = score(x, y, x_test, y_test, protocols=protocols, k=k, temperature=temperature, seeds=seeds)
+    rundir.write_json(out / "metrics.json", metrics)
+    return metrics
+
+
+FEW_LABEL = (("1pct", {"fraction": 0.01}), ("10pct", {"fraction": 0.1}), ("10_per_class", {"per_class": 10}))
+
+
+def score(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor, *, protocols=PROTOCOLS,
+          k: int = 20, temperature: float = 0.07, seeds=(0, 1, 2)) -> dict:
+    """The metrics of `evaluate` on given train and test features: kNN, linear probe, few-label linear."""
+    from .fewshot import few_label_accuracy
+    from .knn import weighted_knn
+    from .linear import linear_probe
+
     metrics: dict = {"train_images": len(y), "test_images": len(y_test), "warnings": _constant_warning(x)}
     timings = {}
     if "knn" in protocols:
@@ -73,12 +84,11 @@ def evaluate(encoder: str, dataset: str, out: Path, *, protocols=PROTOCOLS, data
         timings["linear_seconds"] = time.perf_counter() - started
     if "fewshot" in protocols:
         started = time.perf_counter()
-        for name, subset in (("1pct", {"fraction": 0.01}), ("10pct", {"fraction": 0.1}), ("10_per_class", {"per_class": 10})):
+        for name, subset in FEW_LABEL:
             result = few_label_accuracy(x, y, x_test, y_test, seeds=seeds, protocol="linear", **subset)
             metrics.update({f"fewshot_{name}_top1_mean": result["mean"], f"fewshot_{name}_top1_std": result["std"], f"fewshot_{name}_labelled": result["n_labelled"]})
         timings["fewshot_seconds"] = time.perf_counter() - started
     metrics.update({k: round(v, 2) for k, v in timings.items()})
-    rundir.write_json(out / "metrics.json", metrics)
     return metrics
 
 

@@ -63,6 +63,7 @@ class Method(Steps):
     num_views: ClassVar[int] = 2
     min_batch: ClassVar[int] = 2  # per device
     communicates: ClassVar[bool] = True  # gathers across ranks and synchronises batch norm under DDP
+    embeddings: ClassVar[tuple[str, ...]] = ("projector", "backbone")  # what its terms' "_embeddings" hold (add-ons)
 
     def __init__(self, encoder: nn.Module, settings):
         super().__init__()
@@ -116,11 +117,10 @@ class TwoViewMethod(Method):
         self.projector = build_projector(self.projector_kind, encoder.dim, s)
 
     def training_step(self, batch, stage: str = "main", carry: dict | None = None) -> dict[str, torch.Tensor]:
-        view_a, view_b = batch["views"][:2]
-        z_a = self.projector(self.encoder(view_a).pooled)  # one forward per view: batch-norm statistics per view
-        z_b = self.projector(self.encoder(view_b).pooled)
-        terms = self.objective(z_a, z_b)
-        terms["_embedding"] = z_a.detach()
+        h = [self.encoder(v).pooled for v in batch["views"][:2]]  # one forward per view: batch-norm statistics per view
+        z = [self.projector(v) for v in h]
+        terms = self.objective(*z)
+        terms.update({"_embedding": z[0].detach(), "_embeddings": {"projector": z, "backbone": h}})
         return terms
 
     def objective(self, z_a: torch.Tensor, z_b: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -213,10 +213,14 @@ class PrototypeMethod(Method):
         return {"encoder": self.encoder, "projector": self.projector, "prototypes": self.prototypes}
 
     @staticmethod
-    def scores(parts, views: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """(unit projections, prototype scores) of each view through `parts` (the student or a teacher)."""
-        z = by_size(views, lambda x: F.normalize(parts["projector"](parts["encoder"](x).pooled), dim=1))
-        return z, [parts["prototypes"](v) for v in z]
+    def scores(parts, views: list[torch.Tensor]) -> tuple[list[torch.Tensor], list[torch.Tensor], dict]:
+        """(unit projections, prototype scores, the views' embeddings before normalisation) of each view
+        through `parts` (the student or a teacher)."""
+        dim = parts["encoder"].dim
+        both = by_size(views, lambda x: torch.cat([h := parts["encoder"](x).pooled, parts["projector"](h)], dim=1))
+        embeddings = {"backbone": [v[:, :dim] for v in both], "projector": [v[:, dim:] for v in both]}
+        z = [F.normalize(v, dim=1) for v in embeddings["projector"]]
+        return z, [parts["prototypes"](v) for v in z], embeddings
 
     def on_epoch_start(self, epoch: int) -> None:
         self.epoch = epoch

@@ -32,10 +32,12 @@ class BYOL(Method):
 
     def training_step(self, batch, stage: str = "main", carry: dict | None = None) -> dict[str, torch.Tensor]:
         views = batch["views"][:2]
-        z = [self.projector(self.encoder(v).pooled) for v in views]  # one forward per view, as the paper's
+        h = [self.encoder(v).pooled for v in views]  # one forward per view, as the paper's
+        z = [self.projector(v) for v in h]
         with torch.no_grad():
             t = [self.teacher["projector"](self.teacher["encoder"](v).pooled) for v in views]
-        return {"loss": byol(self.predictor(z[0]), self.predictor(z[1]), *t), "_embedding": z[0].detach()}
+        return {"loss": byol(self.predictor(z[0]), self.predictor(z[1]), *t), "_embedding": z[0].detach(),
+                "_embeddings": {"projector": z, "backbone": h}}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         self.teacher.update(self.student(), step, total_steps)

@@ -42,11 +42,14 @@ class HyDeS(Method):
         self.projector = build_projector("hydes", encoder.dim, s)
 
     def training_step(self, batch, stage: str = "main", carry: dict | None = None) -> dict[str, torch.Tensor]:
-        z = by_size(batch["views"], lambda x: self.projector(self.encoder(x).pooled))
+        dim = self.encoder.dim
+        both = by_size(batch["views"], lambda x: torch.cat([h := self.encoder(x).pooled, self.projector(h)], dim=1))
+        embeddings = {"backbone": [v[:, :dim] for v in both], "projector": [v[:, dim:] for v in both]}
+        z = embeddings["projector"]
         local = z[0].detach()
         if self.settings.gather:
             z = [distributed.gather_rows(v) for v in z]
         images = torch.arange(z[0].shape[0], device=z[0].device).repeat(len(z))
         s = self.settings
         terms = hydes(torch.cat(z), images, s.kappa, s.alpha, s.beta, return_terms=True)
-        return {**terms, "_embedding": local}
+        return {**terms, "_embedding": local, "_embeddings": embeddings}

@@ -61,14 +61,14 @@ class MIRA(PrototypeMethod):
 
     def training_step(self, batch, stage: str = "main", carry: dict | None = None) -> dict[str, torch.Tensor]:
         views = batch["views"]
-        z, scores = self.scores(self.student(), views)
+        z, scores, embeddings = self.scores(self.student(), views)
         with torch.no_grad():
             teacher_scores = self.scores(self.teacher, views[:2])[1] if self.teacher is not None else scores[:2]
             s = self.settings
             targets = [mira(t.detach(), s.teacher_temperature, float(self.beta_now), s.iters, group=distributed.world(),
                             init=s.init) for t in teacher_scores]
         loss = swapped_prediction(targets, scores, s.student_temperature)
-        return {"loss": loss, "_targets": torch.stack(targets), "_embedding": z[0].detach()}
+        return {"loss": loss, "_targets": torch.stack(targets), "_embedding": z[0].detach(), "_embeddings": embeddings}
 
     def on_step_end(self, step: int, total_steps: int) -> None:
         if self.teacher is not None:

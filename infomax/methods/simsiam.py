@@ -27,5 +27,7 @@ class SimSiam(Method):
         self.predictor = build_predictor("simsiam", self.projector.out_dim, s)
 
     def training_step(self, batch, stage: str = "main", carry: dict | None = None) -> dict[str, torch.Tensor]:
-        z = [self.projector(self.encoder(v).pooled) for v in batch["views"][:2]]
-        return {"loss": simsiam(self.predictor(z[0]), self.predictor(z[1]), *z), "_embedding": z[0].detach()}
+        h = [self.encoder(v).pooled for v in batch["views"][:2]]
+        z = [self.projector(v) for v in h]
+        return {"loss": simsiam(self.predictor(z[0]), self.predictor(z[1]), *z), "_embedding": z[0].detach(),
+                "_embeddings": {"projector": z, "backbone": h}}

@@ -55,11 +55,11 @@ class SwAV(PrototypeMethod):
                              f"(--set method.queue_length={s.num_prototypes - global_batch} or more).")
 
     def training_step(self, batch, stage: str = "main", carry: dict | None = None) -> dict[str, torch.Tensor]:
-        z, scores = self.scores(self.student(), batch["views"])
+        z, scores, embeddings = self.scores(self.student(), batch["views"])
         codes = [self.codes(scores[t], t) for t in range(2)]
         self.enqueue(z[:2])
         loss = swapped_prediction(codes, scores, self.settings.temperature)
-        return {"loss": loss, "_targets": torch.stack(codes), "_embedding": z[0].detach()}
+        return {"loss": loss, "_targets": torch.stack(codes), "_embedding": z[0].detach(), "_embeddings": embeddings}
 
     @torch.no_grad()
     def codes(self, scores: torch.Tensor, crop: int) -> torch.Tensor:

@@ -7,6 +7,11 @@ or spatial tokens in row-major order over the grid. Grey images (N, 1, H, W) are
 repeated to three channels. Subclasses implement `encode(x)` on normalised input and
 set `dim`, `token_dim`, `input_size`, `name` and `config`
 (`build_encoder(**config)` rebuilds the same architecture).
+
+A convolutional encoder can also be cut between its blocks (`block_prefixes`: name -> the
+state_dict prefixes of that block's weights, in order; `run_stages(x, start, stop)` runs blocks
+[start, stop);
+`pool(feature_map)`), which partial fine-tuning needs (models/partial.py).
 """
 from __future__ import annotations
 
@@ -69,8 +74,20 @@ class Encoder(nn.Module):
         dtype = self.input_mean.dtype
         return (images.to(dtype) - self.input_mean) / self.input_std
 
-    def encode(self, x: Tensor) -> EncoderOutput:  # pragma: no cover - abstract
-        raise NotImplementedError
+    block_prefixes: dict[str, tuple[str, ...]] = {}
+
+    def encode(self, x: Tensor) -> EncoderOutput:
+        if not self.block_prefixes:  # pragma: no cover - abstract
+            raise NotImplementedError
+        return self.pool(self.run_stages(x, 0, len(self.block_prefixes)))
+
+    def run_stages(self, x: Tensor, start: int, stop: int) -> Tensor:
+        """Blocks [start, stop) of the network on a feature map (block 0 takes the normalised images)."""
+        raise ValueError(f"{self.name} cannot be cut between stages; partial fine-tuning supports "
+                         "efficientnet-lite0, resnet18/50 and convnet.")
+
+    def pool(self, fmap: Tensor) -> EncoderOutput:
+        return EncoderOutput(fmap.mean(dim=(2, 3)), flatten_tokens(fmap))
 
     def forward(self, images: Tensor) -> EncoderOutput:
         return self.encode(self.normalise(images))

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, Encoder, EncoderOutput, flatten_tokens
+from .base import IMAGENET_MEAN, IMAGENET_STD, Encoder
 
 
 def _block(in_ch: int, out_ch: int, pool: bool) -> nn.Sequential:
@@ -37,9 +37,9 @@ class ConvNet(Encoder):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
         self.name, self.dim, self.token_dim, self.input_size = "convnet", 8 * width, 8 * width, None
         self.config = {"name": "convnet", "width": width, "mean": list(map(float, mean)), "std": list(map(float, std))}
+        self.block_prefixes = {f"block{i}": (f"features.{i}.",) for i in range(4)}
 
-    def encode(self, x: Tensor) -> EncoderOutput:
-        if min(x.shape[-2:]) < 8:
+    def run_stages(self, x: Tensor, start: int, stop: int) -> Tensor:
+        if start == 0 and min(x.shape[-2:]) < 8:
             raise ValueError(f"convnet needs images of at least 8x8 pixels, got {tuple(x.shape[-2:])}.")
-        fmap = self.features(x)
-        return EncoderOutput(fmap.mean(dim=(2, 3)), flatten_tokens(fmap))
+        return self.features[start:stop](x)

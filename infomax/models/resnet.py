@@ -12,7 +12,7 @@ from typing import Sequence
 
 from torch import Tensor, nn
 
-from .base import IMAGENET_MEAN, IMAGENET_STD, Encoder, EncoderOutput, flatten_tokens
+from .base import IMAGENET_MEAN, IMAGENET_STD, Encoder
 
 
 def _bn_relu(channels: int) -> list[nn.Module]:
@@ -98,6 +98,7 @@ class ResNet(Encoder):
             "mean": list(map(float, mean)), "std": list(map(float, std)),
         }
         self._init_weights(zero_init_residual)
+        self.block_prefixes = {"stem": ("stem.",), **{f"layer{i + 1}": (f"stages.{i}.",) for i in range(len(depths))}}
 
     def _init_weights(self, zero_init_residual: bool) -> None:
         for m in self.modules():
@@ -110,11 +111,12 @@ class ResNet(Encoder):
 
     def feature_map(self, x: Tensor) -> Tensor:
         """Last stage output (N, dim, h, w) for normalised input."""
-        return self.stages(self.stem(x))
+        return self.run_stages(x, 0, len(self.block_prefixes))
 
-    def encode(self, x: Tensor) -> EncoderOutput:
-        fmap = self.feature_map(x)
-        return EncoderOutput(fmap.mean(dim=(2, 3)), flatten_tokens(fmap))
+    def run_stages(self, x: Tensor, start: int, stop: int) -> Tensor:
+        if start == 0 and stop > 0:
+            x = self.stem(x)
+        return self.stages[max(start, 1) - 1 : stop - 1](x) if stop > 1 else x
 
 
 def resnet18(**options) -> ResNet:

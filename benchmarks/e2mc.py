@@ -1,0 +1,168 @@
+"""E2MC's ablation on real weights and real data (issue 12): continued pre-training of EfficientNet-Lite0
+(ImageNet) with a base loss alone or with an add-on, judged on the test split before and after.
+
+Rows, at one budget each (same steps, batch, lr, cached views): no continued training | base loss only |
++ VCReg | + uniformity | + MMCR | + E2MC, each add-on with the paper's App. A weights. Columns: linear
+probe at 1% / 10% / 100% of the training images' labels, weighted kNN (k=20, T=0.07), and the
+nearest-vs-100th-neighbour overlap; mean ± std over the training seeds (the few-label columns are
+themselves means over 3 label draws). The CPU protocol (`--train-from`, docs in engine/continued.py):
+blocks before `--train-from` frozen and cached for K augmented views per image and view, the tail
+trained on a seeded subset of the training split, evaluation on that subset (labels) and the full test split.
+
+Also measured side by side in one process: one training step of the whole network against the tail
+alone (the speed-up of the protocol), and the add-on's share of a tail step (E2MC's sort over the batch).
+
+    python benchmarks/e2mc.py [--datasets cifar10,fashion-mnist] [--seeds 0,1,2] [--base vicreg]
+    python benchmarks/e2mc.py --render-only
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import interleaved, machine  # noqa: E402
+
+from infomax.engine.continued import continue_pretraining, resolve  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+ROWS = (("base loss only", None), ("+ VCReg", "vcreg"), ("+ uniformity", "uniformity"), ("+ MMCR", "mmcr"), ("+ E2MC", "e2mc"))
+COLUMNS = (("1% linear", "fewshot_1pct_top1_mean"), ("10% linear", "fewshot_10pct_top1_mean"), ("100% linear", "linear_top1"),
+           ("kNN", "knn_top1"), ("NN overlap", "nn_distance_overlap"))
+
+
+def config_for(args, dataset: str, base: str, addon: str | None, seed: int, out: Path):
+    flags = {"data.dataset": dataset, "data.data_root": args.data_root, "optim.batch_size": args.batch_size,
+             "schedule.epochs": args.epochs, "run.seed": seed, "run.progress": False}
+    continued = {"lr_scale": args.lr_scale, "train_from": args.train_from, "cached_views": args.cached_views,
+                 "train_images": args.train_images}
+    return resolve("efficientnet-lite0", base, None, [addon] if addon else [], list(args.set), flags, continued, out, False)
+
+
+def run_dataset(args, dataset: str) -> dict:
+    work = Path(args.work) / dataset
+    rows: dict[str, list[dict]] = {}
+    before = None
+    for seed in args.seeds:
+        for label, addon in ROWS:
+            out = work / f"{args.base}-{addon or 'base'}-{seed}"
+            started = time.perf_counter()
+            result = continue_pretraining(config_for(args, dataset, args.base, addon, seed, out), out, overwrite=True)
+            print(f"[e2mc] {dataset} {label} seed {seed}: {time.perf_counter() - started:.0f} s, "
+                  f"1% {result['after/fewshot_1pct_top1_mean']:.2f} (before {result['before/fewshot_1pct_top1_mean']:.2f})",
+                  file=sys.stderr, flush=True)
+            before = {k[len("before/"):]: v for k, v in result.items() if k.startswith("before/")}
+            rows.setdefault(label, []).append({**{k[len("after/"):]: v for k, v in result.items() if k.startswith("after/")},
+                                               "train_seconds": result["train_seconds"], "steps": result["steps"]})
+    return {"no continued training": [before], **rows}
+
+
+def timings(args, dataset: str) -> dict:
+    """Seconds per step, interleaved: the whole network vs the tail (batch --time-batch), tail with vs without E2MC."""
+    from infomax.engine.pretrain import build_method
+    from infomax.models import build_encoder
+    from infomax.models.partial import split
+    from infomax.data.views import make_views
+
+    config = config_for(args, dataset, args.base, "e2mc", 0, Path(args.work) / "timing")
+    size, n = config.data.resolution, args.time_batch
+    images = torch.rand(n, 3, size, size)
+    whole = build_method(config, 1, encoder=build_encoder("efficientnet-lite0"))
+    trunk, tail = split(build_encoder("efficientnet-lite0"), args.train_from, size)
+    with_addon = build_method(config, 1, encoder=tail)
+    plain_config = config_for(args, dataset, args.base, None, 0, Path(args.work) / "timing")
+    without = build_method(plain_config, 1, encoder=tail)
+    recipe = __import__("infomax.engine.pretrain", fromlist=["view_recipe"]).view_recipe(config)
+    with torch.no_grad():
+        acts = [trunk(v).pooled for v in make_views(images, recipe, torch.Generator().manual_seed(0))]
+
+    def step(method, views):
+        def go():
+            method.zero_grad(set_to_none=True)
+            method({"views": views})["loss"].backward()
+        return go
+
+    full_views = make_views(images, recipe, torch.Generator().manual_seed(0))
+    times = interleaved([step(whole, full_views), step(with_addon, acts), step(without, acts)], torch.device("cpu"), args.time_reps)
+    median = [statistics.median(t[1:] or t) for t in times]
+    return {"batch": n, "resolution": size, "whole_step_s": median[0], "tail_step_s": median[1], "tail_step_no_addon_s": median[2],
+            "speedup": median[0] / median[1], "e2mc_share_of_tail_step": (median[1] - median[2]) / median[1]}
+
+
+def summarise(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.2f}"
+    return f"{statistics.fmean(values):.2f} ± {statistics.pstdev(values):.2f}"
+
+
+def render(data: dict) -> str:
+    lines = [f"# E2MC continued pre-training of EfficientNet-Lite0 (ImageNet), base {data['args']['base']}", "",
+             f"{data['machine']['cpu']}, {data['machine']['torch_threads']} threads, torch {data['machine']['torch']}, "
+             f"{data['machine']['date']}; rerun: `python benchmarks/e2mc.py` ({data['minutes']:.0f} min).", "",
+             "Protocol (CPU): " + data["protocol"], ""]
+    for dataset, result in data["datasets"].items():
+        lines += [f"## {dataset}", "", "| row | " + " | ".join(c for c, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+        for label, runs in result["rows"].items():
+            lines.append(f"| {label} | " + " | ".join(summarise([r[key] for r in runs]) for _, key in COLUMNS) + " |")
+        t = result.get("timing")
+        if t:
+            lines += ["", f"One step at batch {t['batch']}, {t['resolution']} px, median of interleaved repeats: the whole network "
+                      f"{t['whole_step_s']:.2f} s, the tail from {data['args']['train_from']} {t['tail_step_s']:.3f} s "
+                      f"(**{t['speedup']:.0f}x**); the E2MC add-on is {100 * t['e2mc_share_of_tail_step']:.1f}% of a tail step."]
+        lines.append("")
+    lines += ["Accuracies in %, test split; mean ± std over training seeds (the 'no continued training' row has one value: "
+              "the evaluation is deterministic). NN overlap: E2MC Fig. 4's overlap of the 1st- and 100th-neighbour "
+              "distance histograms (lower is better separated).", "", data.get("verdict", "")]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--datasets", default="cifar10,fashion-mnist")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--base", default="vicreg")
+    p.add_argument("--data-root", default=str(SHARED))
+    p.add_argument("--train-from", default="block15")
+    p.add_argument("--cached-views", type=int, default=2)
+    p.add_argument("--train-images", type=int, default=5000)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--lr-scale", type=float, default=0.01)
+    p.add_argument("--set", action="append", default=[])
+    p.add_argument("--time-batch", type=int, default=64)
+    p.add_argument("--time-reps", type=int, default=4)
+    p.add_argument("--work", default="/tmp/infomax-e2mc")
+    p.add_argument("--render-only", action="store_true")
+    args = p.parse_args()
+    stem = RESULTS / f"e2mc_{args.base}"
+    if args.render_only:
+        stem.with_suffix(".md").write_text(render(json.loads(stem.with_suffix(".json").read_text())))
+        return
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    args.seeds = [int(s) for s in args.seeds.split(",")]
+    started = time.perf_counter()
+    data = {"args": {k: v for k, v in vars(args).items() if k != "render_only"}, "machine": machine(torch.device("cpu")), "datasets": {},
+            "protocol": f"blocks before {args.train_from} frozen, {args.cached_views} cached augmented views per image and view, "
+                        f"{args.train_images} training images, batch {args.batch_size}, {args.epochs} epochs at {args.lr_scale} x the "
+                        f"{args.base}-cpu recipe's lr (constant, no warm-up), the add-ons' paper weights."}
+    for dataset in args.datasets.split(","):
+        rows = run_dataset(args, dataset)
+        data["datasets"][dataset] = {"rows": rows}
+        data["minutes"] = (time.perf_counter() - started) / 60
+        stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
+        stem.with_suffix(".md").write_text(render(data))
+        data["datasets"][dataset]["timing"] = timings(args, dataset) if dataset == args.datasets.split(",")[0] else None
+        data["minutes"] = (time.perf_counter() - started) / 60
+        stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
+        stem.with_suffix(".md").write_text(render(data))
+
+
+if __name__ == "__main__":
+    main()
