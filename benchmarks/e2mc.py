@@ -13,6 +13,7 @@ Also measured side by side in one process: one training step of the whole networ
 alone (the speed-up of the protocol), and the add-on's share of a tail step (E2MC's sort over the batch).
 
     python benchmarks/e2mc.py [--datasets cifar10,fashion-mnist] [--seeds 0,1,2] [--base vicreg]
+    (each invocation adds its datasets to results/e2mc_BASE.json; --fresh starts it anew)
     python benchmarks/e2mc.py --render-only
 """
 from __future__ import annotations
@@ -136,10 +137,12 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr-scale", type=float, default=0.01)
     p.add_argument("--set", action="append", default=[])
+    p.add_argument("--timing", type=int, default=1, help="1: also time whole vs tail steps on each dataset")
     p.add_argument("--time-batch", type=int, default=64)
     p.add_argument("--time-reps", type=int, default=4)
     p.add_argument("--work", default="/tmp/infomax-e2mc")
     p.add_argument("--render-only", action="store_true")
+    p.add_argument("--fresh", action="store_true", help="drop the datasets of an earlier results file")
     args = p.parse_args()
     stem = RESULTS / f"e2mc_{args.base}"
     if args.render_only:
@@ -152,13 +155,15 @@ def main() -> None:
             "protocol": f"blocks before {args.train_from} frozen, {args.cached_views} cached augmented views per image and view, "
                         f"{args.train_images} training images, batch {args.batch_size}, {args.epochs} epochs at {args.lr_scale} x the "
                         f"{args.base}-cpu recipe's lr (constant, no warm-up), the add-ons' paper weights."}
+    if stem.with_suffix(".json").exists() and not args.fresh:  # another dataset's rows from an earlier invocation stay
+        data["datasets"] = json.loads(stem.with_suffix(".json").read_text()).get("datasets", {})
     for dataset in args.datasets.split(","):
         rows = run_dataset(args, dataset)
         data["datasets"][dataset] = {"rows": rows}
         data["minutes"] = (time.perf_counter() - started) / 60
         stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
         stem.with_suffix(".md").write_text(render(data))
-        data["datasets"][dataset]["timing"] = timings(args, dataset) if dataset == args.datasets.split(",")[0] else None
+        data["datasets"][dataset]["timing"] = timings(args, dataset) if args.timing else None
         data["minutes"] = (time.perf_counter() - started) / 60
         stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
         stem.with_suffix(".md").write_text(render(data))

@@ -110,7 +110,12 @@ def _pretrain(args: argparse.Namespace) -> int:
     flags = {key: getattr(args, name) for name, key in PRETRAIN_FLAGS.items()}
     flags = {k: (v or None) if isinstance(v, bool) else v for k, v in flags.items()}
     out = Path(args.out)
-    config = resolve(args.recipe, args.method, args.set or [], flags, out, args.resume)
+    if args.add and args.resume:
+        raise ValueError("--resume takes the add-ons of the run's config.yaml; drop --add.")
+    from .methods.addons import parse
+
+    preset = (lambda tree: tree.__setitem__("addons", [parse(a) for a in args.add])) if args.add else None
+    config = resolve(args.recipe, args.method, args.set or [], flags, out, args.resume, preset=preset)
     result = pretrain(config, out, resume=args.resume, overwrite=args.overwrite)
     if result:
         print(json.dumps(result, indent=1))
@@ -121,8 +126,6 @@ def _pretrain(args: argparse.Namespace) -> int:
 def _continue(args: argparse.Namespace) -> int:
     from .engine.continued import FLAGS, continue_pretraining, resolve
 
-    if not args.init and not args.resume:
-        raise ValueError("name the encoder to continue from: --init efficientnet-lite0 | hf:<id> | FILE.safetensors | RUN_DIR.")
     if not args.method and not args.recipe and not args.resume:
         raise ValueError("name the base method: --method vicreg (or swav, simsiam, any of `infomax recipes`).")
     flags = {key: getattr(args, name) for name, key in PRETRAIN_FLAGS.items() if hasattr(args, name)}
@@ -184,11 +187,13 @@ def add_pretrain(verbs) -> None:
     from .engine.pretrain import ACCELERATORS, PRECISIONS
     from .methods import METHODS
 
-    p = verbs.add_parser("pretrain", help="self-supervised pretraining of an encoder (simclr, barlow_twins, vicreg, smi)",
+    p = verbs.add_parser("pretrain", help="self-supervised pretraining of an encoder (simclr, barlow_twins, vicreg, smi, byol, simsiam, swav, mira, hydes)",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--method", choices=list(METHODS), help="the method; its default recipe is METHOD-cpu")
     p.add_argument("--recipe", metavar="NAME|FILE", help="a recipe from `infomax recipes` or a YAML file")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting, e.g. optim.lr=0.1 (repeatable)")
+    p.add_argument("--add", action="append", metavar="NAME[:key=value,...]",
+                   help="an add-on loss on the method's embeddings (e2mc, vcreg, uniformity, mmcr), as for `infomax continue`")
     p.add_argument("--dataset", help="any dataset the data layer knows (cifar10, fashion-mnist, digits, mnist-5k, ...)")
     add_data_root(p)
     for name, kind, text in (("epochs", int, "passes over the training images"), ("max-steps", int, "stop after this many optimiser steps"),

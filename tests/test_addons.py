@@ -99,3 +99,20 @@ def test_the_wrapped_loss_is_the_base_loss_plus_the_weighted_terms():
     torch.testing.assert_close(out["uniformity/uniformity"], uniformity(h[0], 2.0) + uniformity(h[1], 2.0))
     out["loss"].backward()
     assert wrapped.encoder is base.encoder and "_embeddings" not in out
+
+
+def test_pretrain_composes_an_add_on_and_resume_keeps_it(tmp_path):
+    import json
+
+    from infomax.cli import main
+
+    out = tmp_path / "run"
+    argv = ["pretrain", "--method", "simsiam", "--add", "e2mc:space=hypercube", "--dataset", "digits", "--batch-size", "64",
+            "--set", "model.options.width=8", "--set", "method.projector_hidden=32", "--set", "method.projector_out=32",
+            "--set", "method.predictor_hidden=8", "--set", "run.knn_every=0", "--set", "run.log_every=1", "--out", str(out)]
+    assert main([*argv, "--max-steps", "2"]) == 0
+    assert "space: hypercube" in (out / "config.yaml").read_text()
+    assert main([*argv[:3], *argv[5:], "--max-steps", "3", "--resume"]) == 0
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in logged] == [1, 2, 3] and all("loss/e2mc/entropy" in r for r in logged)
+    assert main([*argv, "--max-steps", "4", "--resume"]) == 2  # the add-ons are the run's: --add is refused

@@ -73,6 +73,8 @@ def test_heads_come_from_a_pretrain_run_of_the_same_method(tmp_path):
     (["--method", "vicreg", "--add", "entropy"], "unknown add-on"),
     (["--method", "vicreg", "--lr-scale", "0"], "--lr-scale must be positive"),
     (["--method", "vicreg", "--train-images", "10"], "--train-images must lie in"),
+    (["--method", "swav", "--train-from", "block2", "--set", "data.views=multicrop", "--set", "method.num_prototypes=16"],
+     "caches views of one size"),
 ])
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, start, capsys, extra, message):
     out = tmp_path / "bad"
@@ -106,3 +108,15 @@ def test_cached_views_change_every_epoch_and_cycle_through_all_pairs():
     per_image = [{(int(a[r]), int(b[r])) for a, b in views} for r in range(n)]
     assert all(len(p) == k * k for p in per_image)  # K^2 epochs: every pairing once
     assert all((views[e][0] != views[e + 1][0]).all() for e in range(k * k - 1))  # another view every epoch
+
+
+def test_a_resumed_continue_ends_where_an_uninterrupted_one_does(tmp_path, start):
+    argv = ["--init", start, "--method", "vicreg", "--add", "vcreg", "--train-from", "block2", *TINY]
+    assert run(*argv, "--max-steps", "6", "--out", str(tmp_path / "whole")) == 0
+    assert run(*argv, "--max-steps", "3", "--out", str(tmp_path / "cut")) == 0
+    assert run(*argv[:4], *argv[6:], "--max-steps", "6", "--resume", "--out", str(tmp_path / "cut")) == 2  # --train-from, --cached-views
+    assert run("--method", "vicreg", "--max-steps", "6", "--resume", "--out", str(tmp_path / "cut")) == 0
+    whole = load_encoder(tmp_path / "whole" / "encoder.safetensors").state_dict()
+    cut = load_encoder(tmp_path / "cut" / "encoder.safetensors").state_dict()
+    assert all(torch.equal(whole[k], cut[k]) for k in whole)
+    assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["steps"] == 6

@@ -23,18 +23,21 @@ def backbone(tmp_path, monkeypatch):
 
 
 def _config(encoder, **overrides):
+    """A small head and few steps for the mechanics; the loss weights are the shipped ones."""
     settings = dict(backbone=encoder, dataset="digits", labels=30, resolution=16, epochs=3, min_steps=0, batch_size=128,
-                    warmup_steps=4, lr=3e-3, token_grid=2, token_width=16, latent_dim=64, hidden_dim=32, log_every=2,
-                    critic=0.001, latent=0.1, augment=0.1)  # the paper's SVHN weights: a random ConvNet is no CIFAR
+                    warmup_steps=4, lr=3e-3, token_grid=2, token_width=16, latent_dim=64, hidden_dim=32, log_every=2)
     return FinetuneConfig(**{**settings, **overrides})
 
 
 def test_finetune_writes_a_complete_run(backbone, tmp_path):
-    metrics = finetune(_config(backbone), tmp_path / "run")
+    """With the shipped weights and step floor: 70.7 % measured (the cat-cross baseline: 66.5); bar 60."""
+    metrics = finetune(_config(backbone, min_steps=FinetuneConfig.min_steps), tmp_path / "run")
     run = tmp_path / "run"
     for name in ("config.json", "environment.json", "labelled.json", "head.safetensors", "metrics.json", "metrics.jsonl", "report.html"):
         assert (run / name).exists(), name
-    assert metrics["test_top1"] > 30 and metrics["labelled"] == 30 and metrics["steps"] == 3 * (metrics["unlabelled"] // 128)
+    per_epoch = metrics["unlabelled"] // 128
+    assert metrics["test_top1"] > 60 and metrics["labelled"] == 30
+    assert metrics["steps"] == -(-FinetuneConfig.min_steps // per_epoch) * per_epoch  # whole epochs up to the floor
     assert {"last/task", "last/critic", "last/latent", "last/augment", "last/discriminator/loss"} <= set(metrics)
     assert len([k for k in metrics if k.startswith("test_class/")]) == 10
     labelled = json.loads((run / "labelled.json").read_text())

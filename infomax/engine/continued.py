@@ -36,6 +36,13 @@ def resolve(init: str, method: str | None, recipe: str | None, addons: list[str]
     a constant lr without warm-up, 10 epochs, no kNN monitor; then flags and --set as for pretrain."""
     from ..methods.addons import parse
 
+    if resume and (Path(out) / CONFIG).exists():
+        given = sorted(k for k, v in continued.items() if v is not None) + (["add"] if addons else [])
+        if given:
+            raise ValueError(f"--resume continues the run as its config.yaml says; drop {', '.join('--' + g.replace('_', '-') for g in given)}.")
+        return resolve_tree(recipe, method, sets, flags, out, True)
+    if init is None:
+        raise ValueError("name the encoder to continue from: --init efficientnet-lite0 | hf:<id> | FILE.safetensors | RUN_DIR.")
     settings = C.build(C.ContinueConfig, {"init": init, **{k: v for k, v in continued.items() if v is not None}}, "continued")
     if settings.lr_scale <= 0:
         raise ValueError(f"--lr-scale must be positive, got {settings.lr_scale}.")
@@ -57,8 +64,6 @@ def resolve(init: str, method: str | None, recipe: str | None, addons: list[str]
         tree["continued"] = dataclasses.asdict(settings)
         tree["addons"] = [parse(a) for a in addons]
 
-    if resume and addons:
-        raise ValueError("--resume takes the add-ons of the run's config.yaml; drop --add.")
     return resolve_tree(recipe, method, sets, flags, out, resume, preset=preset)
 
 
@@ -191,6 +196,11 @@ class _Source:
             return
         from ..models.partial import split
 
+        sizes = sorted({spec.size for spec in self.recipe})
+        if sizes != [self.resolution]:
+            raise ValueError(f"--train-from caches views of one size, the tail's; this view recipe has crops of {sizes} px "
+                             "(multi-crop). Drop --train-from to train the whole network, or choose two-crop views "
+                             "(--set data.views=mira).")
         trunk, self.trainable = split(encoder, c.train_from, self.resolution)
         cache = dict(resolution=self.resolution, token_grid=0, device=self.device)
         self.slots = [extract_features(trunk, data.train, views=c.cached_views, augment=spec, seed=s, **cache).in_memory()
