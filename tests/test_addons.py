@@ -51,8 +51,8 @@ def test_the_peers_terms_and_signs():
     uni, mm, vc = (terms(a, views) for a in built)
     torch.testing.assert_close(uni[0]["uniformity"], uniformity(views[0], 2.0) + uniformity(views[1], 2.0))
     assert uni[1] == {"uniformity": 0.5}
-    torch.testing.assert_close(mm[0]["nuclear"], mmcr(views))  # every view, not only the two global ones
-    assert mm[0]["nuclear"] < 0 and mm[1] == {"nuclear": 0.005}
+    torch.testing.assert_close(mm[0]["negative_nuclear_norm"], mmcr(views))  # every view, not only the two global ones
+    assert mm[0]["negative_nuclear_norm"] < 0 and mm[1] == {"negative_nuclear_norm": 0.005}
     assert vc[1] == {"variance": 0.1, "covariance": 0.001}
 
 

@@ -51,6 +51,7 @@ def test_partial_continue_trains_the_tail_only_and_reports_before_and_after(tmp_
     assert "before" in html and "after" in html and "fewshot_1pct_top1_mean" in html
     config = (out / "config.yaml").read_text()
     assert "lr: 0.003" in config and "decay: constant" in config and "train_from: block2" in config
+    assert "beta: 1000.0" in config and "space: hypercube" in config  # the add-on saved with its paper weights written out
 
 
 def test_heads_come_from_a_pretrain_run_of_the_same_method(tmp_path):
@@ -120,3 +121,15 @@ def test_a_resumed_continue_ends_where_an_uninterrupted_one_does(tmp_path, start
     cut = load_encoder(tmp_path / "cut" / "encoder.safetensors").state_dict()
     assert all(torch.equal(whole[k], cut[k]) for k in whole)
     assert json.loads((tmp_path / "cut" / "metrics.json").read_text())["steps"] == 6
+
+
+def test_the_evaluation_of_the_same_features_is_computed_once(tmp_path, monkeypatch):
+    from infomax.engine.continued import _memo
+
+    monkeypatch.setenv("INFOMAX_CACHE", str(tmp_path))
+    feats = {"train": torch.randn(20, 4), "test": torch.randn(10, 4)}
+    y, y_test, calls = torch.arange(20) % 2, torch.arange(10) % 2, []
+    first = _memo(feats, y, y_test, (0, 1), lambda: calls.append(1) or {"knn_top1": 50.0})
+    again = _memo(feats, y, y_test, (0, 1), lambda: calls.append(1) or {"knn_top1": 0.0})
+    other = _memo(feats, y, y_test, (0, 2), lambda: calls.append(1) or {"knn_top1": 1.0})
+    assert first == again == {"knn_top1": 50.0} and other == {"knn_top1": 1.0} and len(calls) == 2

@@ -27,6 +27,7 @@ from .. import methods
 from ..runs import rundir
 from .pretrain import CONFIG, check_run, resolve as resolve_tree, train_method, view_recipe
 
+EVALUATION_VERSION = 1  # part of the evaluation memo's key: raise it when score() changes
 FLAGS = ("init", "lr_scale", "train_from", "cached_views", "train_images", "eval_seeds")
 
 
@@ -100,7 +101,10 @@ class StartingPoint:
         from ..runs.rundir import load_tensors
 
         tensors = load_tensors(self.run / "state.safetensors")
-        prefix = next(p for p in ("model/method/base.", "model/method/") if any(k.startswith(p) for k in tensors))
+        prefix = next((p for p in ("model/method/base.", "model/method/") if any(k.startswith(p) for k in tensors)), None)
+        if prefix is None:
+            raise ValueError(f"--init {self.init}: its state.safetensors holds no method weights; pass {self.encoder_path} "
+                             "to start the heads afresh.")
         for part in parts:
             state = {k[len(prefix) + len(part) + 1:]: v for k, v in tensors.items() if k.startswith(f"{prefix}{part}.")}
             try:
@@ -108,7 +112,7 @@ class StartingPoint:
             except RuntimeError as error:
                 raise ValueError(f"--init {self.init}: its {part} does not fit this run's ({error}); start it afresh by "
                                  f"passing {self.encoder_path}.") from None
-        if hasattr(method, "teacher"):  # the teacher starts from the loaded student, as at the start of any run
+        if getattr(method, "teacher", None) is not None:  # the teacher starts from the loaded student, as any run's
             from ..methods.base import Teacher
 
             method.teacher = Teacher(method.student(), method.settings)
@@ -122,6 +126,7 @@ def continue_pretraining(config: C.TrainConfig, out: Path, *, resume: bool = Fal
         raise ValueError("this config has no `continued` section; build it with engine.continued.resolve.")
     per_rank = check_run(config)
     c, out = config.continued, Path(out)
+    rundir.check_target(out, resume=resume, overwrite=overwrite)  # before minutes of feature extraction
     start = StartingPoint(c.init)
     data = _Data(config)
     from ..models import build_encoder
@@ -132,10 +137,11 @@ def continue_pretraining(config: C.TrainConfig, out: Path, *, resume: bool = Fal
     created: list[str] = []
 
     def build(fabric):
+        from ..methods.addons import WithAddOns
         from .pretrain import build_method
 
         method = build_method(config, fabric.world_size, fabric.device.type, encoder=source.trainable)
-        base = method.base if hasattr(method, "base") else method
+        base = method.base if isinstance(method, WithAddOns) else method
         if not resume:
             created.extend(start.load_heads(base, config.method_name))
             if created and fabric.global_rank == 0:
@@ -226,14 +232,35 @@ class _Source:
             cache = dict(resolution=self.resolution, token_grid=0, device=self.device, views=0)
             feats = [extract_features(self.encoder, d, **cache) for d in (self.data.train, self.data.test)]
             return {name: torch.from_numpy(np.asarray(f.pooled(0), dtype=np.float32)) for name, f in zip(("train", "test"), feats)}
-        was = self.trainable.training
+        was, device = self.trainable.training, next(self.trainable.encoder.parameters()).device
         self.trainable.eval()
         try:
-            return {name: torch.cat([self.trainable(torch.from_numpy(np.asarray(a[i:i + 1024], dtype=np.float32))).pooled
+            return {name: torch.cat([self.trainable(torch.from_numpy(np.asarray(a[i:i + 1024], dtype=np.float32)).to(device)).pooled.cpu()
                                      for i in range(0, len(a), 1024)])
                     for name, a in (("train", self.slots[0].pooled(0)), ("test", self.test_trunk.pooled(0)))}
         finally:
             self.trainable.train(was)
+
+
+def _memo(feats: dict, y: torch.Tensor, y_test: torch.Tensor, seeds, compute) -> dict:
+    """score() of these exact features and labels, from the cache when an earlier run computed it (the
+    start of every run from one encoder on one dataset is the same, and its probes take minutes)."""
+    import hashlib
+    import json
+
+    from ..data.root import cache_root
+    from ..runs.atomic import write_json
+
+    digest = hashlib.sha256(repr((EVALUATION_VERSION, tuple(seeds))).encode())
+    for tensor in (feats["train"], feats["test"], y, y_test):
+        digest.update(repr((tuple(tensor.shape), str(tensor.dtype))).encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    path = cache_root() / "evaluations" / f"{digest.hexdigest()[:24]}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    metrics = compute()
+    write_json(path, metrics)
+    return metrics
 
 
 def _judge(config: C.TrainConfig, out: Path, data: _Data, before: dict, after: dict) -> dict:
@@ -247,7 +274,8 @@ def _judge(config: C.TrainConfig, out: Path, data: _Data, before: dict, after: d
     scores = {}
     for name, feats in (("before", before), ("after", after)):
         folder = rundir.prepare(out / name, overwrite=True)
-        metrics = score(feats["train"], y, feats["test"], y_test, seeds=config.continued.eval_seeds)
+        metrics = _memo(feats, y, y_test, config.continued.eval_seeds, lambda: score(
+            feats["train"], y, feats["test"], y_test, seeds=config.continued.eval_seeds))
         rundir.write_json(folder / "config.json", {"encoder": config.continued.init if name == "before" else str(out / "encoder.safetensors"),
                                                    "dataset": config.data.dataset, "evaluated": f"{name} continued pre-training"})
         nn = nn_distance_overlap(feats["test"], min(100, len(y_test) - 1))

@@ -93,6 +93,7 @@ class Loop:
                 terms = self.model(batch, stage, carry)
             optimiser.zero_grad(set_to_none=True)
             self.fabric.backward(terms["loss"])
+            terms.pop("_embeddings", None)  # the add-ons' inputs, graph and all: not kept past the backward
             self.method.on_before_optimiser_step(stage)
             if self.clip_grad:
                 self.fabric.clip_gradients(self.model, optimiser, max_norm=self.clip_grad)

@@ -140,9 +140,14 @@ def check_run(config: C.TrainConfig) -> int:
         if getattr(run, name) < 1:
             raise ValueError(f"run.{name} must be at least 1 (optimiser steps), got {getattr(run, name)}.")
     per_rank = config.optim.batch_size // (run.devices * run.num_nodes)
-    if per_rank < methods.METHODS[config.method_name].min_batch:
-        raise ValueError(f"{config.method_name} needs at least {methods.METHODS[config.method_name].min_batch} "
-                         f"images per device per step, got {per_rank}; raise --batch-size.")
+    cls = methods.METHODS[config.method_name]
+    if per_rank < cls.min_batch:
+        raise ValueError(f"{config.method_name} needs at least {cls.min_batch} images per device per step, got {per_rank}; "
+                         "raise --batch-size.")
+    if config.addons:  # checked now, and saved with every setting written out (a resume never re-resolves them)
+        from ..methods.addons import resolved_entries
+
+        config.addons = resolved_entries(config.addons, config.method_name, cls.embeddings, config.optim.batch_size)
     return per_rank
 
 

@@ -30,7 +30,6 @@ from ..objectives.vicreg import covariance_penalty, variance_hinge
 from ..objectives.wang_isola import uniformity
 from .base import Steps
 
-EMBEDDINGS = ("projector", "backbone")
 # E2MC App. A.1: (beta, gamma, compact space) for the base methods the paper continues
 E2MC_PAPER = {"vicreg": (1000.0, 100.0, "hypercube"), "swav": (1.0, 25.0, "hypersphere"),
               "simsiam": (0.001, 0.01, "hypersphere")}
@@ -84,6 +83,10 @@ class UniformitySettings(AddOnSettings):
     weight: float = 0.5  # E2MC App. A.1: lambda = 0.5, t = 2
     t: float = 2.0
 
+    def __post_init__(self):
+        if not self.t > 0:
+            raise ValueError(f"--add uniformity: t (the Gaussian potential's scale) must be positive, got {self.t}.")
+
 
 @dataclass
 class MMCRSettings(AddOnSettings):
@@ -124,7 +127,7 @@ def terms(settings: AddOnSettings, views: list[torch.Tensor]) -> tuple[dict[str,
         return {"variance": sum(p[0] for p in parts), "covariance": sum(p[1] for p in parts)}, {"variance": s.mu, "covariance": s.nu}
     if isinstance(s, UniformitySettings):
         return {"uniformity": sum(uniformity(z, s.t) for z in pair)}, {"uniformity": s.weight}
-    return {"nuclear": mmcr(views)}, {"nuclear": s.weight}  # mmcr() is minus the nuclear norm
+    return {"negative_nuclear_norm": mmcr(views)}, {"negative_nuclear_norm": s.weight}
 
 
 @full_precision
@@ -158,7 +161,9 @@ class WithAddOns(Steps):
         out = self.base(batch, stage, carry)
         if stage != self.stages[0]:
             return out
-        embeddings = out.pop("_embeddings")
+        embeddings = out.pop("_embeddings", None)
+        if embeddings is None:
+            raise ValueError(f"{type(self.base).__name__} names no embeddings in its terms, so add-ons cannot attach to it.")
         loss = out["loss"]
         for addon in self.addons:
             views = [gather_rows(v) for v in embeddings[addon.embedding]]
@@ -183,6 +188,11 @@ class WithAddOns(Steps):
         self.base.on_epoch_start(epoch)
 
 
+def resolved_entries(entries: list[dict], method: str, embeddings: tuple[str, ...], batch: int) -> list[dict]:
+    """The entries with every setting written out (paper defaults filled in): what config.yaml keeps."""
+    return [{"name": a.name, **dataclasses.asdict(a)} for a in build_addons(entries, method, embeddings, batch)]
+
+
 def build_addons(entries: list[dict], method: str, embeddings: tuple[str, ...], batch: int) -> list[AddOnSettings]:
     """Checked settings of each `{"name": ..., key: value}` entry, paper defaults filled in for `method`."""
     from ..config import ConfigError, build
@@ -195,7 +205,7 @@ def build_addons(entries: list[dict], method: str, embeddings: tuple[str, ...], 
             raise ValueError(f"unknown add-on {name!r}; choose one of: {', '.join(ADDONS)}.")
         try:
             settings = build(ADDONS[name], entry, f"addons[{i}] ({name})")
-        except ConfigError as error:
+        except (ConfigError, TypeError) as error:
             raise ValueError(str(error)) from None
         settings.check(method, embeddings, batch)
         built.append(settings.resolved(method) if isinstance(settings, E2MCSettings) else settings)

@@ -3,7 +3,8 @@
 A method is an nn.Module that owns its step. The loop calls it once per stage and step:
 `method(batch, stage, carry) -> terms`, a dict of tensors with "loss" (what that stage's
 optimiser minimises); keys starting with "_" are handed to the next stage as `carry` and to the
-loop's monitors ("_embedding": detached (N, D) rows for the collapse monitor), never logged.
+loop's monitors ("_embedding": detached (N, D) rows for the collapse monitor), never logged;
+"_embeddings" ({"projector": [...], "backbone": [...]}, one tensor per view) is what add-ons read.
 Most methods have one stage, "main"; a method with an adversary (TwinTURBO's critic) lists
 more in `stages` and says in `stage_parameters` which parameters each stage's optimiser moves.
 Hooks: `on_before_optimiser_step(stage)` after backward (SwAV and MIRA drop the gradient of

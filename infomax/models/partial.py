@@ -58,9 +58,6 @@ class Trunk(Encoder):
         self.whole.to(*args, **kwargs)
         return super().to(*args, **kwargs)
 
-    def encode(self, x: Tensor) -> EncoderOutput:
-        raise NotImplementedError  # forward below: the whole encoder normalises its own input
-
     def feature_map(self, images: Tensor) -> Tensor:
         was = self.whole.training
         self.whole.eval()
