@@ -46,7 +46,8 @@ def test_partial_continue_trains_the_tail_only_and_reports_before_and_after(tmp_
     logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert {"loss/e2mc", "loss/e2mc/entropy", "loss/e2mc/covariance"} <= set(logged[-1])
     for name in ("before", "after"):
-        assert (out / name / "plots" / "nn_distances.png").exists() and (out / name / "plots" / "marginals_2d.png").exists()
+        for plot in ("nn_distances", "marginals_2d", "projector_marginals_2d"):
+            assert (out / name / "plots" / f"{plot}.png").exists(), plot
     html = (out / "report.html").read_text()
     assert "before" in html and "after" in html and "fewshot_1pct_top1_mean" in html
     config = (out / "config.yaml").read_text()

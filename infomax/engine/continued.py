@@ -147,6 +147,8 @@ def continue_pretraining(config: C.TrainConfig, out: Path, *, resume: bool = Fal
             if created and fabric.global_rank == 0:
                 print(f"[continue] {c.init} has no {', '.join(created)} for {config.method_name}: created afresh",
                       file=sys.stderr, flush=True)
+        if before is not None:
+            before["projector"] = _project(base, before["test"])
         return method, source.batches(per_rank, fabric), ()
 
     result, method = train_method(config, out, build, resume=resume, overwrite=overwrite,
@@ -156,6 +158,9 @@ def continue_pretraining(config: C.TrainConfig, out: Path, *, resume: bool = Fal
     result["created"] = created
     if evaluate:
         after = source.embeddings()
+        from ..methods.addons import WithAddOns
+
+        after["projector"] = _project(method.base if isinstance(method, WithAddOns) else method, after["test"])
         result.update(_judge(config, out, data, before, after))
     rundir.write_json(out / "metrics.json", result)
     if evaluate:
@@ -242,6 +247,18 @@ class _Source:
             self.trainable.train(was)
 
 
+@torch.no_grad()
+def _project(method, h: torch.Tensor, rows: int = 5000) -> torch.Tensor:
+    """The projector's output (the add-ons' default embedding) on backbone features, eval mode."""
+    projector = method.projector
+    was, device = projector.training, next(projector.parameters()).device
+    projector.eval()
+    try:
+        return projector(h[:rows].to(device)).cpu()
+    finally:
+        projector.train(was)
+
+
 def _memo(feats: dict, y: torch.Tensor, y_test: torch.Tensor, seeds, compute) -> dict:
     """score() of these exact features and labels, from the cache when an earlier run computed it (the
     start of every run from one encoder on one dataset is the same, and its probes take minutes)."""
@@ -270,6 +287,7 @@ def _judge(config: C.TrainConfig, out: Path, data: _Data, before: dict, after: d
     from ..eval.run import score
 
     y, y_test = torch.from_numpy(data.train.labels), torch.from_numpy(data.test.labels)
+    space = next((a["space"] for a in config.addons if a["name"] == "e2mc"), "hypersphere")
     flat = {}
     scores = {}
     for name, feats in (("before", before), ("after", after)):
@@ -284,7 +302,9 @@ def _judge(config: C.TrainConfig, out: Path, data: _Data, before: dict, after: d
         plot_nn_distances(nn.nearest, nn.kth, folder / "plots" / "nn_distances.png", k=nn.k, overlap=nn.overlap,
                           title=f"Nearest vs {nn.k}th neighbour, {name}")
         plot_marginals(feats["test"], folder / "plots" / "marginals_2d.png", labels=y_test,
-                       title=f"2-D marginals in the compact space, {name}")
+                       title=f"Backbone features, 2-D marginals (standardised, normal CDF), {name}")
+        plot_marginals(feats["projector"], folder / "plots" / "projector_marginals_2d.png", labels=y_test[:len(feats["projector"])],
+                       space=space, title=f"Projector output in the compact space, {name}")
         scores[name] = metrics
     for key, value in scores["before"].items():
         if isinstance(value, (int, float)) and not key.endswith(("_seconds", "_labelled", "_images", "weight_decay")):

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 from scipy.special import ndtr
 
@@ -148,10 +149,12 @@ def _colour_args(colours, labels_given: bool) -> dict:
 
 
 def plot_marginals(z, path, *, labels=None, grid: int = 3, seed: int = 0, max_points: int = 5000,
-                   title: str = "2-D marginals in the compact space") -> Path:
+                   title: str = "2-D marginals in the compact space", space: str | None = None) -> Path:
     """E2MC Fig. 2: features standardised and mapped through the standard normal CDF into
-    [0, 1] (the hypersphere map of E2MC Sec. 3.2), then a grid x grid array of scatter
-    plots of random dimension pairs. Maximum-entropy embeddings fill each square evenly.
+    [0, 1] (the hypersphere map of E2MC Sec. 3.2), or with `space` ("hypercube": sigmoid,
+    "hypersphere": normal CDF) mapped as they are, as the E2MC add-on maps them; then a grid x
+    grid array of scatter plots of random dimension pairs (the same pairs for the same seed and
+    width). Maximum-entropy embeddings fill each square evenly.
     Points are coloured by class when `labels` is given, else by their first principal
     component score, so one can see where points of the embedding land in each square."""
     x = to_numpy(z, "z")
@@ -160,7 +163,12 @@ def plot_marginals(z, path, *, labels=None, grid: int = 3, seed: int = 0, max_po
     rng = np.random.default_rng(seed)
     keep = _sample(x.shape[0], max_points, seed)
     std = x.std(axis=0)
-    u = ndtr((x - x.mean(axis=0)) / np.where(std > 0, std, 1.0))[keep]
+    if space is None:
+        u = ndtr((x - x.mean(axis=0)) / np.where(std > 0, std, 1.0))[keep]
+    else:
+        from ..objectives.e2mc import to_compact
+
+        u = to_compact(torch.from_numpy(x[keep]).double(), space).numpy()
     if labels is not None:
         colour = _colour_args(_labels_np(labels, x.shape[0])[keep], True)
     else:
@@ -178,7 +186,8 @@ def plot_marginals(z, path, *, labels=None, grid: int = 3, seed: int = 0, max_po
         ax.set_visible(False)
     for ax, (i, j) in zip(axes, pairs):
         ax.scatter(u[:, i], u[:, j], s=3, alpha=0.6, linewidths=0, **colour)
-        ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", xlabel=f"Φ(dim {i}) ∈ [0, 1]", ylabel=f"Φ(dim {j}) ∈ [0, 1]")
+        symbol = "σ" if space == "hypercube" else "Φ"
+        ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", xlabel=f"{symbol}(dim {i}) ∈ [0, 1]", ylabel=f"{symbol}(dim {j}) ∈ [0, 1]")
         ax.tick_params(labelsize=7)
     fig.suptitle(f"{title}: {len(pairs)} pairs of {d} dims, {len(keep)} points")
     return save(fig, path)
