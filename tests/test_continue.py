@@ -134,3 +134,14 @@ def test_the_evaluation_of_the_same_features_is_computed_once(tmp_path, monkeypa
     again = _memo(feats, y, y_test, (0, 1), lambda: calls.append(1) or {"knn_top1": 0.0})
     other = _memo(feats, y, y_test, (0, 2), lambda: calls.append(1) or {"knn_top1": 1.0})
     assert first == again == {"knn_top1": 50.0} and other == {"knn_top1": 1.0} and len(calls) == 2
+
+
+def test_the_whole_network_trains_on_fresh_views_without_train_from(tmp_path, start):
+    out = tmp_path / "whole"
+    assert run("--init", start, "--method", "simsiam", "--add", "mmcr", *TINY, "--set", "method.predictor_hidden=8",
+               "--max-steps", "2", "--out", str(out)) == 0
+    result = json.loads((out / "metrics.json").read_text())
+    assert result["steps"] == 2 and result["created"] == ["projector", "predictor"]
+    before, after = load_encoder(start).state_dict(), load_encoder(out / "encoder.safetensors").state_dict()
+    assert all(not torch.equal(before[k], after[k]) for k in before if k.endswith("conv.weight") or k.endswith("0.weight"))
+    assert "train_from: null" in (out / "config.yaml").read_text()
