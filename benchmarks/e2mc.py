@@ -47,7 +47,8 @@ def config_for(args, dataset: str, base: str, addon: str | None, seed: int, out:
     return resolve("efficientnet-lite0", base, None, [addon] if addon else [], list(args.set), flags, continued, out, False)
 
 
-def run_dataset(args, dataset: str) -> dict:
+def run_dataset(args, dataset: str, save=lambda rows: None) -> dict:
+    """The rows of one dataset; `save(rows)` after every run, so a cut-short invocation leaves what it measured."""
     work = Path(args.work) / dataset
     rows: dict[str, list[dict]] = {}
     before = None
@@ -62,6 +63,7 @@ def run_dataset(args, dataset: str) -> dict:
             before = {k[len("before/"):]: v for k, v in result.items() if k.startswith("before/")}
             rows.setdefault(label, []).append({**{k[len("after/"):]: v for k, v in result.items() if k.startswith("after/")},
                                                "train_seconds": result["train_seconds"], "steps": result["steps"]})
+            save({"no continued training": [before], **rows})
     return {"no continued training": [before], **rows}
 
 
@@ -162,12 +164,14 @@ def main() -> None:
                         f"{args.base}-cpu recipe's lr (constant, no warm-up), the add-ons' paper weights."}
     if stem.with_suffix(".json").exists() and not args.fresh:  # another dataset's rows from an earlier invocation stay
         data["datasets"] = json.loads(stem.with_suffix(".json").read_text()).get("datasets", {})
-    for dataset in args.datasets.split(","):
-        rows = run_dataset(args, dataset)
+    def save(dataset, rows):
         data["datasets"][dataset] = {"rows": rows}
         data["minutes"] = (time.perf_counter() - started) / 60
         stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
         stem.with_suffix(".md").write_text(render(data))
+
+    for dataset in args.datasets.split(","):
+        save(dataset, run_dataset(args, dataset, lambda rows: save(dataset, rows)))
         data["datasets"][dataset]["timing"] = timings(args, dataset) if args.timing else None
         data["minutes"] = (time.perf_counter() - started) / 60
         stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
