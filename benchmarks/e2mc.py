@@ -13,7 +13,8 @@ Also measured side by side in one process: one training step of the whole networ
 alone (the speed-up of the protocol), and the add-on's share of a tail step (E2MC's sort over the batch).
 
     python benchmarks/e2mc.py [--datasets cifar10,fashion-mnist] [--seeds 0,1,2] [--base vicreg]
-    (each invocation adds its datasets to results/e2mc_BASE.json; --fresh starts it anew)
+    (each invocation adds its datasets to results/e2mc_BASE.json; --fresh starts it anew;
+     --rows lr0 --timing 0 adds rows to a dataset already there)
     python benchmarks/e2mc.py --render-only
 """
 from __future__ import annotations
@@ -34,26 +35,35 @@ from infomax.engine.continued import continue_pretraining, resolve  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-ROWS = (("base loss only", None), ("+ VCReg", "vcreg"), ("+ uniformity", "uniformity"), ("+ MMCR", "mmcr"), ("+ E2MC", "e2mc"))
+ROWS = (("base loss only", None), ("+ VCReg", "vcreg"), ("+ uniformity", "uniformity"), ("+ MMCR", "mmcr"), ("+ E2MC", "e2mc"),
+        ("control: lr 0 (batch-norm statistics only)", "lr0"))  # the control runs at the first seed only
 COLUMNS = (("1% linear", "fewshot_1pct_top1_mean"), ("10% linear", "fewshot_10pct_top1_mean"), ("100% linear", "linear_top1"),
            ("kNN", "knn_top1"), ("NN overlap", "nn_distance_overlap"))
 
 
 def config_for(args, dataset: str, base: str, addon: str | None, seed: int, out: Path):
+    """`addon` "lr0": the base loss at lr 0, so only the tail's batch-norm running statistics move."""
+    sets = list(args.set) + (["optim.lr=0.0"] if addon == "lr0" else [])
+    addon = None if addon == "lr0" else addon
     flags = {"data.dataset": dataset, "data.data_root": args.data_root, "optim.batch_size": args.batch_size,
              "schedule.epochs": args.epochs, "run.seed": seed, "run.progress": False}
     continued = {"lr_scale": args.lr_scale, "train_from": args.train_from, "cached_views": args.cached_views,
                  "train_images": args.train_images}
-    return resolve("efficientnet-lite0", base, None, [addon] if addon else [], list(args.set), flags, continued, out, False)
+    return resolve("efficientnet-lite0", base, None, [addon] if addon else [], sets, flags, continued, out, False)
 
 
 def run_dataset(args, dataset: str, save=lambda rows: None) -> dict:
     """The rows of one dataset; `save(rows)` after every run, so a cut-short invocation leaves what it measured."""
     work = Path(args.work) / dataset
-    rows: dict[str, list[dict]] = {}
+    rows: dict[str, list[dict]] = dict(args.earlier.get(dataset, {}).get("rows", {}))
+    rows.pop("no continued training", None)
     before = None
     for seed in args.seeds:
         for label, addon in ROWS:
+            if (args.rows and addon not in args.rows) or (addon == "lr0" and seed != args.seeds[0]):
+                continue
+            if args.rows:
+                rows[label] = []
             out = work / f"{args.base}-{addon or 'base'}-{seed}"
             started = time.perf_counter()
             result = continue_pretraining(config_for(args, dataset, args.base, addon, seed, out), out, overwrite=True)
@@ -63,8 +73,12 @@ def run_dataset(args, dataset: str, save=lambda rows: None) -> dict:
             before = {k[len("before/"):]: v for k, v in result.items() if k.startswith("before/")}
             rows.setdefault(label, []).append({**{k[len("after/"):]: v for k, v in result.items() if k.startswith("after/")},
                                                "train_seconds": result["train_seconds"], "steps": result["steps"]})
-            save({"no continued training": [before], **rows})
-    return {"no continued training": [before], **rows}
+            save({"no continued training": [before], **{k: rows[k] for k in _order(rows)}})
+    return {"no continued training": [before], **{k: rows[k] for k in _order(rows)}}
+
+
+def _order(rows: dict) -> list[str]:
+    return [label for label, _ in ROWS if label in rows]
 
 
 def timings(args, dataset: str) -> dict:
@@ -150,6 +164,7 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/infomax-e2mc")
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--fresh", action="store_true", help="drop the datasets of an earlier results file")
+    p.add_argument("--rows", default="", help="only these rows (e.g. lr0,e2mc), merged into the dataset's earlier rows")
     args = p.parse_args()
     stem = RESULTS / f"e2mc_{args.base}"
     if args.render_only:
@@ -157,22 +172,26 @@ def main() -> None:
         return
     torch.set_num_threads(max(1, torch.get_num_threads()))
     args.seeds = [int(s) for s in args.seeds.split(",")]
+    args.rows = [r for r in args.rows.split(",") if r]
     started = time.perf_counter()
     data = {"args": {k: v for k, v in vars(args).items() if k != "render_only"}, "machine": machine(torch.device("cpu")), "datasets": {},
             "protocol": f"blocks before {args.train_from} frozen, {args.cached_views} cached augmented views per image and view, "
                         f"{args.train_images} training images, batch {args.batch_size}, {args.epochs} epochs at {args.lr_scale} x the "
                         f"{args.base}-cpu recipe's lr (constant, no warm-up), the add-ons' paper weights."}
+    args.earlier = {}
     if stem.with_suffix(".json").exists() and not args.fresh:  # another dataset's rows from an earlier invocation stay
         data["datasets"] = json.loads(stem.with_suffix(".json").read_text()).get("datasets", {})
+        args.earlier = {k: v for k, v in data["datasets"].items()} if args.rows else {}
     def save(dataset, rows):
-        data["datasets"][dataset] = {"rows": rows}
+        data["datasets"][dataset] = {**data["datasets"].get(dataset, {}), "rows": rows}
         data["minutes"] = (time.perf_counter() - started) / 60
         stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
         stem.with_suffix(".md").write_text(render(data))
 
     for dataset in args.datasets.split(","):
         save(dataset, run_dataset(args, dataset, lambda rows: save(dataset, rows)))
-        data["datasets"][dataset]["timing"] = timings(args, dataset) if args.timing else None
+        if args.timing:
+            data["datasets"][dataset]["timing"] = timings(args, dataset)
         data["minutes"] = (time.perf_counter() - started) / 60
         stem.with_suffix(".json").write_text(json.dumps(data, indent=1))
         stem.with_suffix(".md").write_text(render(data))
