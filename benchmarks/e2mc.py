@@ -36,14 +36,14 @@ from infomax.engine.continued import continue_pretraining, resolve  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ROWS = (("base loss only", None), ("+ VCReg", "vcreg"), ("+ uniformity", "uniformity"), ("+ MMCR", "mmcr"), ("+ E2MC", "e2mc"),
-        ("control: lr 0 (batch-norm statistics only)", "lr0"))  # the control runs at the first seed only
+        ("control: lr 1e-12 (batch-norm statistics only)", "lr0"))  # the control runs at the first seed only
 COLUMNS = (("1% linear", "fewshot_1pct_top1_mean"), ("10% linear", "fewshot_10pct_top1_mean"), ("100% linear", "linear_top1"),
            ("kNN", "knn_top1"), ("NN overlap", "nn_distance_overlap"))
 
 
 def config_for(args, dataset: str, base: str, addon: str | None, seed: int, out: Path):
-    """`addon` "lr0": the base loss at lr 0, so only the tail's batch-norm running statistics move."""
-    sets = list(args.set) + (["optim.lr=0.0"] if addon == "lr0" else [])
+    """`addon` "lr0": the base loss at lr 1e-12 (0 is refused), so only the tail's batch-norm running statistics move."""
+    sets = list(args.set) + (["optim.lr=1e-12"] if addon == "lr0" else [])
     addon = None if addon == "lr0" else addon
     flags = {"data.dataset": dataset, "data.data_root": args.data_root, "optim.batch_size": args.batch_size,
              "schedule.epochs": args.epochs, "run.seed": seed, "run.progress": False}
@@ -126,10 +126,12 @@ def summarise(values: list[float]) -> str:
 def render(data: dict) -> str:
     lines = [f"# E2MC continued pre-training of EfficientNet-Lite0 (ImageNet), base {data['args']['base']}", "",
              f"{data['machine']['cpu']}, {data['machine']['torch_threads']} threads, torch {data['machine']['torch']}, "
-             f"{data['machine']['date']}; rerun: `python benchmarks/e2mc.py` ({data['minutes']:.0f} min).", "",
+             f"{data['machine']['date']}; rerun: `python benchmarks/e2mc.py` (each run about 3 min here, each dataset's "
+             "cache about 5 min once).", "",
              "Protocol (CPU): " + data["protocol"], ""]
     for dataset, result in data["datasets"].items():
-        lines += [f"## {dataset}", "", "| row | " + " | ".join(c for c, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
+        seeds = len(result["rows"].get("base loss only", []))
+        lines += [f"## {dataset} ({seeds} training seed{'s' if seeds != 1 else ''}; the control row: the first seed)", "", "| row | " + " | ".join(c for c, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
         for label, runs in result["rows"].items():
             lines.append(f"| {label} | " + " | ".join(summarise([r[key] for r in runs]) for _, key in COLUMNS) + " |")
         t = result.get("timing")
