@@ -14,7 +14,7 @@ alone (the speed-up of the protocol), and the add-on's share of a tail step (E2M
 
     python benchmarks/e2mc.py [--datasets cifar10,fashion-mnist] [--seeds 0,1,2] [--base vicreg]
     (each invocation adds its datasets to results/e2mc_BASE.json; --fresh starts it anew;
-     --rows lr0 --timing 0 adds rows to a dataset already there)
+     --rows lr0 --timing 0 adds rows to a dataset already there, --append --seeds 1,2 --timing 0 more seeds)
     python benchmarks/e2mc.py --render-only
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ def run_dataset(args, dataset: str, save=lambda rows: None) -> dict:
     before = None
     for seed in args.seeds:
         for label, addon in ROWS:
-            if (args.rows and addon not in args.rows) or (addon == "lr0" and seed != args.seeds[0]):
+            if (args.rows and addon not in args.rows) or (addon == "lr0" and (seed != args.seeds[0] or args.append)):
                 continue
             if args.rows:
                 rows[label] = []
@@ -167,6 +167,7 @@ def main() -> None:
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--fresh", action="store_true", help="drop the datasets of an earlier results file")
     p.add_argument("--rows", default="", help="only these rows (e.g. lr0,e2mc), merged into the dataset's earlier rows")
+    p.add_argument("--append", action="store_true", help="add these --seeds to the dataset's earlier rows")
     args = p.parse_args()
     stem = RESULTS / f"e2mc_{args.base}"
     if args.render_only:
@@ -183,7 +184,7 @@ def main() -> None:
     args.earlier = {}
     if stem.with_suffix(".json").exists() and not args.fresh:  # another dataset's rows from an earlier invocation stay
         data["datasets"] = json.loads(stem.with_suffix(".json").read_text()).get("datasets", {})
-        args.earlier = {k: v for k, v in data["datasets"].items()} if args.rows else {}
+        args.earlier = {k: v for k, v in data["datasets"].items()} if args.rows or args.append else {}
     def save(dataset, rows):
         data["datasets"][dataset] = {**data["datasets"].get(dataset, {}), "rows": rows}
         data["minutes"] = (time.perf_counter() - started) / 60
