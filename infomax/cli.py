@@ -143,6 +143,7 @@ def _continue(args: argparse.Namespace) -> int:
 def add_continue(verbs) -> None:
     from .engine.pretrain import ACCELERATORS, PRECISIONS
     from .methods import METHODS
+    from .config import ContinueConfig
     from .methods.addons import ADDONS
 
     p = verbs.add_parser("continue", help="continued pre-training of a trained encoder with add-on losses (E2MC), "
@@ -162,10 +163,10 @@ def add_continue(verbs) -> None:
                              ("checkpoint-every", int, "optimiser steps between checkpoints"), ("devices", int, "processes (DDP when more than 1)"),
                              ("num-nodes", int, "nodes")):
         p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind, help=text)
-    p.add_argument("--lr-scale", dest="lr_scale", type=float, help="times the recipe's lr (default 0.01, the paper's)")
+    p.add_argument("--lr-scale", dest="lr_scale", type=float, help=f"times the recipe's lr (default {ContinueConfig.lr_scale}, the paper's)")
     p.add_argument("--train-from", dest="train_from", metavar="BLOCK",
                    help="freeze the blocks before BLOCK and cache their activations (the CPU protocol); e.g. block15 of efficientnet-lite0")
-    p.add_argument("--cached-views", dest="cached_views", type=int, help="augmented views cached per image and view, with --train-from (default 4)")
+    p.add_argument("--cached-views", dest="cached_views", type=int, help=f"augmented views cached per image and view, with --train-from (default {ContinueConfig.cached_views})")
     p.add_argument("--train-images", dest="train_images", type=int, help="continue on a seeded subset of this many training images")
     p.add_argument("--accelerator", choices=ACCELERATORS)
     p.add_argument("--precision", choices=PRECISIONS)
