@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--work", default="runs/finetune-on-engine")
     args = parser.parse_args()
     committed = json.loads((RESULTS / "twinturbo_cifar10.json").read_text())
-    base = FinetuneConfig(dataset="cifar10", data_root=str(SHARED), **settings("cifar10"), **WEIGHTS)
+    base = FinetuneConfig(dataset="cifar10", data_root=str(SHARED), **settings("cifar10"), **WEIGHTS, baseline_check=False)
     rung = dict(ladder(base))["+critic"]
     prepared = prepare_features(base)
     rows, started = [], time.perf_counter()

@@ -27,8 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import machine  # noqa: E402
 from twinturbo import SHARED, RESOLUTION  # noqa: E402
 
-from infomax.engine.ablate import BASELINE  # noqa: E402
-from infomax.engine.finetune import FinetuneConfig, finetune, prepare_features  # noqa: E402
+from infomax.engine.finetune import BASELINE, FinetuneConfig, finetune, prepare_features  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 CANDIDATES = {  # on bin-cross sigmoid, everything else as shipped; "one cached view" reads view 1 of 2 (= --views 1)
@@ -69,7 +68,7 @@ def main() -> None:
 def run_grid(args, dataset: str, path: Path) -> None:
     record = json.loads(path.read_text()) if path.exists() else {"runs": {}}
     names = [n.strip() for n in args.only.split(";")] if args.only else list(CANDIDATES)
-    base = FinetuneConfig(dataset=dataset, data_root=str(SHARED), resolution=RESOLUTION[dataset])
+    base = FinetuneConfig(dataset=dataset, data_root=str(SHARED), resolution=RESOLUTION[dataset], baseline_check=False)
     prepared = {}
     for labels in map(int, args.labels.split(",")):
         for seed in map(int, args.seeds.split(",")):

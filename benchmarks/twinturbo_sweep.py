@@ -61,7 +61,7 @@ def main() -> None:
 
 
 def run_grid(args: argparse.Namespace, record: dict) -> None:
-    base = FinetuneConfig(dataset=args.dataset, data_root=args.data_root, labels=args.labels, seed=args.seed, **settings(args.dataset), **BASE)
+    base = FinetuneConfig(dataset=args.dataset, data_root=args.data_root, labels=args.labels, seed=args.seed, **settings(args.dataset), **BASE, baseline_check=False)
     prepared = prepare_features(base)
     names = [n.strip() for n in args.only.split(";") if n.strip()] if args.only else list(GRID)
     for name in names:

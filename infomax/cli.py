@@ -296,6 +296,8 @@ def add_finetune(verbs) -> None:
     p.add_argument("--method", choices=["twinturbo", "fixmatch"])
     p.add_argument("--task-loss", dest="task_loss", choices=["cat-cross", "cat-twin", "bin-cross"])
     p.add_argument("--rescale", choices=["softmax", "sigmoid"])
+    p.add_argument("--no-baseline-check", dest="baseline_check", action="store_false", default=None,
+                   help="skip training the cat-cross baseline on the same labels (in OUT/baseline) to compare on validation")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
     p.set_defaults(handler=_finetune)

@@ -23,20 +23,26 @@ def backbone(tmp_path, monkeypatch):
 
 
 def _config(encoder, **overrides):
-    """A small head and few steps for the mechanics; the loss weights are the shipped ones."""
+    """A small head and few steps for the mechanics (no baseline check unless asked); the loss weights are the shipped ones."""
     settings = dict(backbone=encoder, dataset="digits", labels=30, resolution=16, epochs=3, min_steps=0, batch_size=128,
-                    warmup_steps=4, lr=3e-3, token_grid=2, token_width=16, latent_dim=64, hidden_dim=32, log_every=2)
+                    warmup_steps=4, lr=3e-3, token_grid=2, token_width=16, latent_dim=64, hidden_dim=32, log_every=2,
+                    baseline_check=False)
     return FinetuneConfig(**{**settings, **overrides})
 
 
 def test_finetune_writes_a_complete_run(backbone, tmp_path):
-    """With the shipped weights and step floor: 70.7 % measured (the cat-cross baseline: 66.5); bar 60."""
-    metrics = finetune(_config(backbone, min_steps=FinetuneConfig.min_steps), tmp_path / "run")
+    """With the shipped weights, step floor and baseline check: 70.7 % measured, the cat-cross baseline 66.5; bar 60."""
+    metrics = finetune(_config(backbone, min_steps=FinetuneConfig.min_steps, baseline_check=True), tmp_path / "run")
     run = tmp_path / "run"
     for name in ("config.json", "environment.json", "labelled.json", "head.safetensors", "metrics.json", "metrics.jsonl", "report.html"):
         assert (run / name).exists(), name
     per_epoch = metrics["unlabelled"] // 128
     assert metrics["test_top1"] > 60 and metrics["labelled"] == 30
+    baseline = json.loads((run / "baseline" / "metrics.json").read_text())
+    assert json.loads((run / "baseline" / "config.json").read_text())["variant"] == "baseline: cat-cross softmax"
+    assert baseline["steps"] == metrics["steps"] and baseline["test_top1"] == metrics["baseline/test_top1"] < metrics["test_top1"]
+    assert metrics["val_margin_over_baseline"] == pytest.approx(metrics["val_top1"] - baseline["val_top1"])
+    assert json.loads((run / "baseline" / "labelled.json").read_text()) == json.loads((run / "labelled.json").read_text())
     assert metrics["steps"] == -(-FinetuneConfig.min_steps // per_epoch) * per_epoch  # whole epochs up to the floor
     assert {"last/task", "last/critic", "last/latent", "last/augment", "last/discriminator/loss"} <= set(metrics)
     assert len([k for k in metrics if k.startswith("test_class/")]) == 10
@@ -243,6 +249,28 @@ def test_overwrite_never_deletes_a_folder_that_is_not_a_run(backbone, tmp_path, 
         assert main(["finetune", "--dataset", "cifar11", "--out", out, "--overwrite"]) == 2
         assert main(["finetune", "--backbone", backbone, "--dataset", "digits", "--out", out, "--overwrite"]) == 2
     assert "not one" in capsys.readouterr().err and (tmp_path / "work" / "notes.txt").read_text() == "mine"
+
+
+def test_a_run_below_its_baseline_on_validation_says_so(backbone, tmp_path, capsys):
+    config = _config(backbone, epochs=1)
+    prepared = finetune_module.prepare_features(config, progress=False)
+    checked = finetune_module.compare_with_baseline(config, prepared, tmp_path / "run", val_top1=-1.0)
+    assert checked["val_margin_over_baseline"] == -1.0 - checked["baseline/val_top1"] < 0
+    err = capsys.readouterr().err
+    assert "below the cat-cross baseline" in err and f"predict --run {tmp_path / 'run' / 'baseline'}" in err
+    assert finetune_module.is_baseline(FinetuneConfig(**finetune_module.BASELINE)) and not finetune_module.is_baseline(config)
+
+
+def test_the_baseline_itself_and_no_baseline_check_train_no_second_run(backbone, tmp_path):
+    from infomax.engine.finetune import BASELINE
+
+    metrics = finetune(_config(backbone, epochs=1, baseline_check=True, **BASELINE), tmp_path / "base", report=False)
+    assert not (tmp_path / "base" / "baseline").exists() and "val_margin_over_baseline" not in metrics
+    args = ["finetune", "--backbone", backbone, "--dataset", "digits", "--labels", "30", "--resolution", "16", "--epochs", "1",
+            "--min-steps", "0", "--batch-size", "128", "--no-baseline-check", "--out", str(tmp_path / "cli")]
+    assert main(args) == 0
+    assert not (tmp_path / "cli" / "baseline").exists()
+    assert json.loads((tmp_path / "cli" / "config.json").read_text())["baseline_check"] is False
 
 
 def test_train_seconds_add_up_over_a_resume(backbone, tmp_path):

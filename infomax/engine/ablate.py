@@ -20,12 +20,10 @@ import numpy as np
 import torch
 
 from ..runs import rundir
-from .finetune import FinetuneConfig, finetune, prepare_features
+from .finetune import BASELINE, OFF, FinetuneConfig, finetune, prepare_features
 
-OFF = {"critic": 0.0, "latent": 0.0, "augment": 0.0}
 RUNGS = ("cat-cross softmax", "cat-twin softmax", "cat-twin sigmoid", "bin-cross softmax", "bin-cross sigmoid",
          "+critic", "+latent", "+augment")
-BASELINE = {"task_loss": "cat-cross", "rescale": "softmax", **OFF}  # the first rung: what TwinTURBO is measured against
 
 
 def ladder(base: FinetuneConfig) -> list[tuple[str, dict]]:
@@ -72,6 +70,7 @@ def _feature_baselines(prepared, labelled_rows: np.ndarray) -> dict[str, float]:
 def ablate(base: FinetuneConfig, out: Path, labels=(100, 1000), seeds=(42, 1337, 3435), rungs=None, progress=True) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    base = dataclasses.replace(base, baseline_check=False)  # the ladder's first rung is that baseline
     started = time.perf_counter()
     prepared = prepare_features(base, progress=progress)
     features_seconds = time.perf_counter() - started

@@ -66,6 +66,7 @@ class FinetuneConfig:
     latent_negatives: str = TwinTurboLoss.latent_negatives
     target_dropout: bool = TwinTurboLoss.target_dropout
     device: str = "auto"  # cpu, cuda, or auto (cuda when there is one)
+    baseline_check: bool = True  # also train the cat-cross baseline on the same labels; warn when the run is below it on validation
     val_fraction: float = 0.1
     standardise: bool = True  # the head's input, with training-set statistics
     feature_batch: int = 128
@@ -109,6 +110,10 @@ class FinetuneConfig:
         return TwinTurboLoss(task=self.task_loss, rescale=self.rescale, lambda_critic=self.critic,
                              lambda_latent=self.latent, lambda_augment=self.augment, prior=self.prior,
                              latent_negatives=self.latent_negatives, target_dropout=self.target_dropout)
+
+
+OFF = {"critic": 0.0, "latent": 0.0, "augment": 0.0}
+BASELINE = {"task_loss": "cat-cross", "rescale": "softmax", **OFF}  # what TwinTURBO is measured against
 
 
 # The head's shape. "cpu": no token block, the pooled vector into a 512-wide latent (what the ladder
@@ -297,6 +302,8 @@ def finetune(config: FinetuneConfig, out: Path, *, resume: bool = False, overwri
     rundir.record_environment(out)
     trainer.train(resume)
     metrics = trainer.evaluate()
+    if config.baseline_check and len(trainer.validation) and not is_baseline(config):
+        metrics.update(compare_with_baseline(config, prepared, out, metrics["val_top1"]))
     save_head(trainer, out / "head.safetensors", prepared.channels)
     rundir.write_json(out / "metrics.json", metrics)
     if report:
@@ -304,7 +311,25 @@ def finetune(config: FinetuneConfig, out: Path, *, resume: bool = False, overwri
     return metrics
 
 
-RESUMABLE = {"epochs", "min_steps", "log_every", "data_root", "feature_batch", "download", "device"}  # may differ on --resume; nothing else may
+def is_baseline(config: FinetuneConfig) -> bool:
+    return config.method == "twinturbo" and all(getattr(config, k) == v for k, v in BASELINE.items())
+
+
+def compare_with_baseline(config: FinetuneConfig, prepared: Prepared, out: Path, val_top1: float) -> dict:
+    """Train the cat-cross baseline on the same labels in OUT/baseline and compare on the validation split:
+    no default is safe on every dataset, and a run should say when it did worse than the plain head."""
+    baseline = dataclasses.replace(config, method="twinturbo", baseline_check=False, **BASELINE)
+    result = finetune(baseline, out / BASELINE_DIR, overwrite=True, prepared=prepared, report=False)
+    margin = val_top1 - result["val_top1"]
+    if margin < 0:
+        print(f"[finetune] warning: on the validation split this run scores {val_top1:.1f}%, below the cat-cross baseline "
+              f"trained on the same labels ({result['val_top1']:.1f}%). That baseline's head is in {out / BASELINE_DIR} "
+              f"(infomax predict --run {out / BASELINE_DIR}); or lower --critic and --augment.", file=sys.stderr, flush=True)
+    return {"baseline/val_top1": result["val_top1"], "baseline/test_top1": result["test_top1"], "val_margin_over_baseline": margin}
+
+
+BASELINE_DIR = "baseline"
+RESUMABLE = {"baseline_check", "epochs", "min_steps", "log_every", "data_root", "feature_batch", "download", "device"}  # may differ on --resume; nothing else may
 
 
 def check_resume(config: FinetuneConfig, saved_path: Path) -> None:
