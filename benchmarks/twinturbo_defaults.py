@@ -38,6 +38,15 @@ CANDIDATES = {  # on bin-cross sigmoid, everything else as shipped; "one cached 
     "critic 10, latent 1, augment 10 (issue 5's)": {"critic": 10.0, "latent": 1.0, "augment": 10.0, "views": 2},
     "critic 3, latent 1, augment 10, one cached view": {"critic": 3.0, "latent": 1.0, "augment": 10.0, "views": 2, "views_used": 1},
     "critic 3, latent 1, augment 10, token crops": {"critic": 3.0, "latent": 1.0, "augment": 10.0, "augmentation": "tokens"},
+    # issue 14's ladder targets, probed on CIFAR-10's validation split with the shipped one-view cache
+    "critic 3 (shipped, no latent, no augment)": {"critic": 3.0, "latent": 0.0, "augment": 0.0},
+    "critic 3, latent 1 (shipped, no augment)": {"critic": 3.0, "latent": 1.0, "augment": 0.0},
+    "shipped": {},
+    "shipped, augment 30": {"augment": 30.0},
+    "shipped, latent 3": {"latent": 3.0},
+    "shipped, lr 1e-3": {"lr": 1e-3},
+    "shipped, 20 epochs": {"epochs": 20},
+    "baseline, 20 epochs (its margin: over the 5-epoch baseline)": {**BASELINE, "epochs": 20},
 }
 
 
