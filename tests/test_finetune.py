@@ -43,6 +43,8 @@ def test_finetune_writes_a_complete_run(backbone, tmp_path):
     assert baseline["steps"] == metrics["steps"] and baseline["test_top1"] == metrics["baseline/test_top1"] < metrics["test_top1"]
     assert metrics["val_margin_over_baseline"] == pytest.approx(metrics["val_top1"] - baseline["val_top1"])
     assert json.loads((run / "baseline" / "labelled.json").read_text()) == json.loads((run / "labelled.json").read_text())
+    assert json.loads((run / "metrics.json").read_text())["val_margin_over_baseline"] == metrics["val_margin_over_baseline"]
+    assert "baseline: cat-cross softmax" in (run / "report.html").read_text()  # the report shows both runs
     assert metrics["steps"] == -(-FinetuneConfig.min_steps // per_epoch) * per_epoch  # whole epochs up to the floor
     assert {"last/task", "last/critic", "last/latent", "last/augment", "last/discriminator/loss"} <= set(metrics)
     assert len([k for k in metrics if k.startswith("test_class/")]) == 10
@@ -259,6 +261,17 @@ def test_a_run_below_its_baseline_on_validation_says_so(backbone, tmp_path, caps
     err = capsys.readouterr().err
     assert "below the cat-cross baseline" in err and f"predict --run {tmp_path / 'run' / 'baseline'}" in err
     assert finetune_module.is_baseline(FinetuneConfig(**finetune_module.BASELINE)) and not finetune_module.is_baseline(config)
+
+
+def test_a_failed_baseline_check_leaves_the_finished_run_complete(backbone, tmp_path, capsys):
+    finetune(_config(backbone, epochs=1), tmp_path / "run", report=False)
+    (tmp_path / "run" / "baseline").mkdir()
+    (tmp_path / "run" / "baseline" / "mine.txt").write_text("not a run")  # the check may not overwrite it
+    metrics = finetune(_config(backbone, epochs=1, baseline_check=True), tmp_path / "run", resume=True, report=False)
+    assert "baseline check failed" in capsys.readouterr().err
+    assert "val_margin_over_baseline" not in metrics and (tmp_path / "run" / "head.safetensors").exists()
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_top1"] == metrics["test_top1"]
+    assert (tmp_path / "run" / "baseline" / "mine.txt").read_text() == "not a run"
 
 
 def test_the_baseline_itself_and_no_baseline_check_train_no_second_run(backbone, tmp_path):

@@ -50,9 +50,14 @@ def _one(config: FinetuneConfig, run_dir: Path, prepared) -> dict:
     """A finished sub-run is reused only when its recorded config is the one asked for."""
     done = run_dir / "metrics.json"
     if done.exists() and (run_dir / "config.json").exists():
-        if json.loads((run_dir / "config.json").read_text()) == config.record():
+        if _comparable(json.loads((run_dir / "config.json").read_text())) == _comparable(config.record()):
             return json.loads(done.read_text())
     return finetune(config, run_dir, overwrite=True, prepared=prepared, report=False)
+
+
+def _comparable(record: dict) -> dict:
+    """A recorded config without the settings that cannot change a sub-run's result."""
+    return {k: v for k, v in record.items() if k not in ("baseline_check", "log_every")}
 
 
 def _feature_baselines(prepared, labelled_rows: np.ndarray) -> dict[str, float]:
