@@ -47,6 +47,8 @@ CANDIDATES = {  # on bin-cross sigmoid, everything else as shipped; "one cached 
     "shipped, lr 1e-3": {"lr": 1e-3},
     "shipped, 20 epochs": {"epochs": 20},
     "baseline, 20 epochs (its margin: over the 5-epoch baseline)": {**BASELINE, "epochs": 20},
+    "shipped, token crops": {"augmentation": "tokens"},
+    "shipped, 4 cached views": {"views": 4},
 }
 
 
