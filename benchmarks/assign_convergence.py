@@ -270,6 +270,7 @@ def assigner_logits(run: Path, num_batches: int, seed: int = 0) -> torch.Tensor:
     method = build_method(config, world=1)
     state = load_tensors(run / "state.safetensors")
     method.load_state_dict({k[len("model/method/"):]: v for k, v in state.items() if k.startswith("model/method/")})
+    method = getattr(method, "base", method)  # a run made with --add: the assigner lives in the wrapped method
     train = load_dataset(config.data.dataset, "train", config.data.data_root)
     recipe = get_recipe(config.data.views or methods.METHODS[config.method_name].default_views, config.data.resolution,
                         **config.data.view_options)[:1]
