@@ -24,8 +24,11 @@ def _finetune(args: argparse.Namespace) -> int:
     from .engine.finetune import FinetuneConfig, finetune
 
     fields = FinetuneConfig.__dataclass_fields__
-    config = FinetuneConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
-    metrics = finetune(config, Path(args.out), resume=args.resume, overwrite=args.overwrite)
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    saved = Path(args.out) / "config.json"
+    if args.resume and "baseline_check" not in given and saved.exists():  # a resume keeps the run's own choice
+        given["baseline_check"] = json.loads(saved.read_text()).get("baseline_check", FinetuneConfig.baseline_check)
+    metrics = finetune(FinetuneConfig(**given), Path(args.out), resume=args.resume, overwrite=args.overwrite)
     print(json.dumps({k: v for k, v in metrics.items() if not k.startswith("test_class/")}, indent=1))
     print(f"report: {Path(args.out) / 'report.html'}")
     return 0

@@ -284,6 +284,9 @@ def test_the_baseline_itself_and_no_baseline_check_train_no_second_run(backbone,
     assert main(args) == 0
     assert not (tmp_path / "cli" / "baseline").exists()
     assert json.loads((tmp_path / "cli" / "config.json").read_text())["baseline_check"] is False
+    resumed = [a for a in args[:-2] if a != "--no-baseline-check"]
+    assert main([*resumed, "--epochs", "2", "--resume", "--out", str(tmp_path / "cli")]) == 0  # resumed without the flag
+    assert not (tmp_path / "cli" / "baseline").exists()
 
 
 def test_train_seconds_add_up_over_a_resume(backbone, tmp_path):
