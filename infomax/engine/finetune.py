@@ -100,7 +100,7 @@ class FinetuneConfig:
             return "FixMatch"
         terms = [f"{name} {weight:g}" for name, weight in (("critic", self.critic), ("latent", self.latent), ("augment", self.augment)) if weight]
         if not terms:
-            prefix = "baseline: " if (self.task_loss, self.rescale) == ("cat-cross", "softmax") else "TwinTURBO task loss only: "
+            prefix = "baseline: " if is_baseline(self) else "TwinTURBO task loss only: "
             return f"{prefix}{self.task_loss} {self.rescale}"
         return f"TwinTURBO: {self.task_loss} {self.rescale} + " + " + ".join(terms)
 
@@ -317,6 +317,7 @@ def finetune(config: FinetuneConfig, out: Path, *, resume: bool = False, overwri
 
 
 def is_baseline(config: FinetuneConfig) -> bool:
+    """The run is the cat-cross baseline itself (BASELINE's settings, no added term)."""
     return config.method == "twinturbo" and all(getattr(config, k) == v for k, v in BASELINE.items())
 
 
