@@ -55,6 +55,9 @@ class OptimConfig:
     momentum: float = 0.9  # lars and sgd
     betas: tuple[float, float] = (0.9, 0.999)  # adamw
     lars_eta: float = 0.001  # trust coefficient (SimCLR, BYOL, Barlow Twins, VICReg)
+    # False: the SimCLR/BYOL papers' LARS is unclipped (eta 0.001); solo-learn's CIFAR recipes clip (eta 0.02)
+    lars_clip: bool = False  # cap the adaptive lr at the scheduled lr (solo-learn clip_lr): ratio min(r / lr, 1)
+    lars_norm: str = "update"  # trust ratio eta|p|/|g + wd p| (SimCLR/BYOL/Barlow code) | "sum": eta|p|/(|g| + wd|p|) (LARS Eq. 6, solo-learn)
     exclude_bias_norm: bool = True  # biases and norm weights: no weight decay, no LARS adaptation
     batch_size: int = 256  # global: split over devices
     clip_grad: float | None = None
@@ -260,7 +263,7 @@ def load_recipe(name_or_file: str) -> dict:
         raise ConfigError(f"{path} is not valid YAML: {error}") from None
     if not isinstance(tree, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (method, model, data, optim, schedule, run).")
-    tree.pop("description", None)
+    tree.pop("description", None), tree.pop("sources", None)
     return tree
 
 
@@ -296,4 +299,14 @@ def save(config: TrainConfig, path: Path) -> None:
 
 
 def load(path: Path) -> TrainConfig:
-    return build_config(yaml.safe_load(Path(path).read_text()))
+    """A run's config.yaml; ConfigError (naming the file) when it is not valid YAML or not a config tree."""
+    try:
+        tree = yaml.safe_load(Path(path).read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (method, model, data, optim, schedule, run).")
+    try:
+        return build_config(tree)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{path}: {error}") from None

@@ -38,3 +38,36 @@ def test_schedule_warms_up_linearly_then_follows_a_cosine_or_stays():
     assert lr_factor(80, 100, 10, 0.0, "constant", 0.0) == 1.0
     opt = build_optimiser([torch.nn.Parameter(torch.ones(2, 2))], OptimConfig(name="sgd", lr=0.4))
     assert set_lr(opt, 0.25) == 0.1 and set_lr(opt, 1.0) == 0.4  # from base_lr, not compounded
+
+
+def _one_lars_step(config: OptimConfig, w0: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    p = torch.nn.Parameter(w0.clone())
+    p.grad = grad.clone()
+    build_optimiser([p], config).step()
+    return p.detach()
+
+
+def test_lars_sum_form_is_the_lars_paper_eq6_with_solo_learns_eps():
+    w0, grad = torch.randn(5, 3), torch.randn(5, 3)
+    step = _one_lars_step(OptimConfig(name="lars", lr=0.5, weight_decay=0.1, lars_eta=0.02, lars_norm="sum"), w0, grad)
+    local_lr = 0.02 * w0.norm() / (grad.norm() + 0.1 * w0.norm() + 1e-8)  # You et al. Eq. 6 (+ solo-learn's eps)
+    torch.testing.assert_close(step, w0 - 0.5 * local_lr * (grad + 0.1 * w0))
+
+
+def test_lars_clip_caps_the_adaptive_lr_at_the_scheduled_lr():
+    w0, grad = torch.randn(5, 3), torch.randn(5, 3)
+    for lr in (1e-3, 10.0):  # the ratio is below lr in one case and above it in the other
+        config = OptimConfig(name="lars", lr=lr, weight_decay=1e-4, lars_eta=0.02, lars_norm="sum", lars_clip=True)
+        local_lr = 0.02 * w0.norm() / (grad.norm() + 1e-4 * w0.norm() + 1e-8)
+        effective = min(float(local_lr), lr)  # lr * min(local_lr / lr, 1)
+        torch.testing.assert_close(_one_lars_step(config, w0, grad), w0 - effective * (grad + 1e-4 * w0))
+    unclipped = _one_lars_step(OptimConfig(name="lars", lr=1e-3, weight_decay=1e-4, lars_eta=0.02, lars_norm="sum"), w0, grad)
+    clipped = _one_lars_step(OptimConfig(name="lars", lr=1e-3, weight_decay=1e-4, lars_eta=0.02, lars_norm="sum",
+                                         lars_clip=True), w0, grad)
+    assert (w0 - clipped).norm() > 10 * (w0 - unclipped).norm()  # clipped: min(ratio, lr), not lr x ratio (ratio << 1)
+
+
+def test_lars_sum_form_leaves_a_zero_tensor_to_plain_sgd():
+    step = _one_lars_step(OptimConfig(name="lars", lr=0.5, weight_decay=0.1, lars_norm="sum"), torch.zeros(2, 2),
+                          torch.ones(2, 2))
+    torch.testing.assert_close(step, torch.full((2, 2), -0.5))
