@@ -304,19 +304,54 @@ def test_multicrop_gives_two_global_and_local_views_of_the_right_sizes():
     assert big[0].scale == (0.4, 1.0) and big[2].scale == (0.05, 0.4) and big[2].blur_p == 0.5
 
 
-def test_recipes_carry_the_published_parameters():
-    small, large = get_recipe("simclr", 32), get_recipe("simclr", 224)
-    assert (small[0].brightness, small[0].hue, small[0].blur_p) == (0.4, 0.1, 0.0)
-    assert (large[0].brightness, large[0].hue, large[0].blur_p) == (0.8, 0.2, 0.5)
-    for name in ("byol", "barlow", "vicreg"):
-        one, two = get_recipe(name, 224)
-        assert (one.blur_p, one.solarize_p, two.blur_p, two.solarize_p) == (1.0, 0.0, 0.1, 0.2)
-        assert (one.brightness, one.contrast, one.saturation, one.hue, one.jitter_p, one.grayscale_p) == (0.4, 0.4, 0.2, 0.1, 0.8, 0.2)
-        assert get_recipe(name, 32)[0].blur_p == 0.0
-    assert get_recipe("mira", 32)[0].scale == (0.14, 1.0)
-    plain_view, augmented = get_recipe("twinturbo", 224)
-    assert plain_view == ViewSpec(224) and augmented.scale == (0.32, 1.0) and augmented.solarize_p == 0.2
-    assert get_recipe("plain", 32) == [ViewSpec(32)]
+SOLO = "solo-learn scripts/pretrain/cifar/"
+MIRA_CODE = "github.com/movinghoon/MIRA src/loader.py"
+# (recipe, image size, view, ViewSpec field, value, where the value is stated)
+PUBLISHED = [
+    ("simclr", 224, 0, "brightness", 0.8, "SimCLR App. A: s = 1, 0.8 s"),
+    ("simclr", 224, 0, "blur_p", 0.5, "SimCLR App. A"),
+    ("simclr", 32, 0, "brightness", 0.4, "SimCLR App. B.9: s = 0.5 on CIFAR"),
+    ("simclr", 32, 0, "blur_p", 0.0, "SimCLR App. B.9: no blur on CIFAR"),
+    *[(name, 224, view, field, value, "BYOL Table 6 (Barlow Twins and VICReg App. C.1 take it)")
+      for name in ("byol", "barlow", "vicreg") for view, field, value in
+      [(0, "blur_p", 1.0), (0, "solarize_p", 0.0), (1, "blur_p", 0.1), (1, "solarize_p", 0.2), (0, "brightness", 0.4),
+       (0, "saturation", 0.2), (0, "hue", 0.1), (0, "jitter_p", 0.8), (0, "grayscale_p", 0.2), (0, "scale", (0.08, 1.0))]],
+    *[(name, 32, view, field, value, SOLO + "augmentations/asymmetric.yaml")
+      for name in ("byol", "barlow") for view, field, value in
+      [(0, "blur_p", 0.0), (1, "blur_p", 0.0), (0, "solarize_p", 0.0), (1, "solarize_p", 0.2), (0, "scale", (0.08, 1.0))]],
+    *[("vicreg", 32, view, field, value, SOLO + "vicreg.yaml") for view, field, value in
+      [(0, "scale", (0.2, 1.0)), (0, "blur_p", 0.0), (1, "blur_p", 0.0), (0, "solarize_p", 0.1), (1, "solarize_p", 0.1)]],
+    *[("swav", 32, view, field, value, SOLO + "augmentations/symmetric.yaml") for view, field, value in
+      [(0, "brightness", 0.8), (1, "saturation", 0.8), (0, "hue", 0.2), (0, "jitter_p", 0.8), (0, "grayscale_p", 0.2),
+       (0, "blur_p", 0.5), (1, "blur_p", 0.5), (1, "solarize_p", 0.0), (0, "scale", (0.08, 1.0))]],
+    ("swav", 224, 1, "blur_p", 0.5, "SwAV src/multicropdataset.py PILRandomGaussianBlur(p=0.5)"),
+    *[("mira", 32, view, field, value, MIRA_CODE + " CIFARTransform") for view, field, value in
+      [(0, "scale", (0.2, 1.0)), (0, "blur_p", 0.0), (1, "blur_p", 0.0), (0, "solarize_p", 0.0), (1, "solarize_p", 0.2)]],
+    *[("mira", 224, view, field, value, MIRA_CODE + " DINOTransform") for view, field, value in
+      [(0, "scale", (0.14, 1.0)), (0, "blur_p", 1.0), (1, "blur_p", 0.1), (1, "solarize_p", 0.2)]],
+    *[("simsiam", 224, 0, field, value, "SimSiam main_simsiam.py (MoCo v2's)") for field, value in
+      [("scale", (0.2, 1.0)), ("saturation", 0.4), ("hue", 0.1), ("blur_p", 0.5)]],
+    *[("smi", 32, 0, field, value, "smi paper App. A.1.2 / Table 4 (CIFAR)") for field, value in
+      [("scale", (0.2, 1.0)), ("saturation", 0.2), ("solarize_p", 0.0), ("blur_p", 1.0)]],
+    *[("smi", 160, 1, field, value, "smi paper App. A.1.2 / Table 4 (ImageNette, ImageWoof)") for field, value in
+      [("scale", (0.08, 1.0)), ("saturation", 0.4), ("solarize_p", 0.2), ("blur_p", 1.0)]],
+    ("twinturbo", 224, 1, "scale", (0.32, 1.0), "DINOv2's second global crop (twinturbo paper, footnote 9)"),
+    ("twinturbo", 224, 1, "solarize_p", 0.2, "DINOv2's second global crop"),
+]
+
+
+@pytest.mark.parametrize("name, size, view, field, value, source", PUBLISHED)
+def test_recipes_carry_the_published_parameters(name, size, view, field, value, source):
+    assert getattr(get_recipe(name, size)[view], field) == value, source
+
+
+def test_multi_crop_scales_are_their_sources():
+    mira_views = get_recipe("mira", 224, n_local=6)  # the MIRA authors' DINOTransform(num_local_crops=6)
+    assert [v.size for v in mira_views] == [224, 224] + [96] * 6
+    assert mira_views[0].scale == (0.14, 1.0) and mira_views[2].scale == (0.05, 0.14) and mira_views[2].blur_p == 0.5
+    swav_views = get_recipe("swav", 224, n_local=6)  # SwAV scripts/swav_400ep_pretrain.sh
+    assert swav_views[0].scale == (0.14, 1.0) and swav_views[2].scale == (0.05, 0.14) and swav_views[2].size == 96
+    assert get_recipe("plain", 32) == [ViewSpec(32)] and get_recipe("twinturbo", 224)[0] == ViewSpec(224)
 
 
 def test_overrides_replace_fields_in_every_view():

@@ -8,23 +8,33 @@ grayscale -> blur -> solarize. Crops are bilinear with area antialiasing (DINO a
 resize bicubically). Views are not normalised: infomax encoders take [0, 1] input and
 normalise inside.
 
-Published recipes (`RECIPES`, built by `get_recipe(name, image_size, **overrides)`). Blur
-is dropped for images of 32 pixels or fewer, as the CIFAR settings of these papers do
-(SimCLR App. B.9; solo-learn's CIFAR configs for BYOL, Barlow Twins, VICReg).
+Published recipes (`RECIPES`, built by `get_recipe(name, image_size, **overrides)`). Each
+follows the source named below at the size it names; "<= 32 px" is the CIFAR setting of that
+source, where one exists. Blur kernels are 10% of the side made odd, at least 3 (augment.py).
 
 - ``simclr``: Chen et al., 2020, App. A: crop 0.08-1, flip, colour jitter with strength s
-  (0.8s, 0.8s, 0.8s, 0.2s) p=0.8, grayscale 0.2, blur p=0.5 (kernel 10% of the side,
-  sigma 0.1-2). s = 1 on ImageNet; s = 0.5 for CIFAR (App. B.9), the default at <= 32 px.
+  (0.8s, 0.8s, 0.8s, 0.2s) p=0.8, grayscale 0.2, blur p=0.5 (sigma 0.1-2). s = 1 on ImageNet;
+  CIFAR (App. B.9): s = 0.5 and no blur, the default at <= 32 px.
 - ``byol``: Grill et al., 2020, Table 6: crop 0.08-1, flip, jitter (0.4, 0.4, 0.2, 0.1)
   p=0.8, grayscale 0.2; asymmetric: view 1 blur 1.0 solarize 0, view 2 blur 0.1 solarize 0.2.
-- ``barlow``: Zbontar et al., 2021, "Image augmentations": the same parameters as BYOL.
-- ``vicreg``: Bardes et al., 2022, appendix: the Barlow Twins / BYOL pipeline.
-- ``mira``: the mira paper, Sec. 4.1, uses DINO's (Caron et al., 2021) augmentation
-  (BYOL's colour/blur/solarize asymmetry on two global crops, six 96 px local crops on
-  ImageNet). Its CIFAR / ImageNet-100 runs (Sec. 4.3, Table 7) use no multi-crop and defer
-  the details to an appendix our copy lacks; this recipe is DINO's two global crops with
-  the scale DINO recommends when multi-crop is off, (0.14, 1) (main_dino.py,
-  --global_crops_scale). For MIRA with multi-crop use ``multicrop``.
+  At <= 32 px solo-learn's scripts/pretrain/cifar/augmentations/asymmetric.yaml: no blur.
+- ``barlow``: Zbontar et al., 2021, "Image augmentations": the same as ``byol`` (solo-learn's
+  barlow.yaml uses asymmetric.yaml too).
+- ``vicreg``: Bardes et al., 2022, App. C.1: the BYOL / Barlow Twins pipeline; at <= 32 px
+  solo-learn's scripts/pretrain/cifar/vicreg.yaml: crop 0.2-1, jitter (0.4, 0.4, 0.2, 0.1) p=0.8,
+  grayscale 0.2, no blur, solarize 0.1 on both views.
+- ``swav``: Caron et al., 2020, App. A (the authors' src/multicropdataset.py): the strong
+  symmetric colour distortion (0.8, 0.8, 0.8, 0.2) p=0.8, grayscale 0.2, blur p=0.5 on every
+  crop, no solarisation, flip. Two crops of 0.08-1 (scripts/swav_400ep_2x224_pretrain.sh; at 32 px
+  solo-learn's augmentations/symmetric.yaml, blur 0.5 included); with `n_local` local crops the
+  multi-crop scales, global 0.14-1 and local 0.05-0.14 (scripts/swav_400ep_pretrain.sh).
+- ``mira``: the MIRA authors' code (github.com/movinghoon/MIRA, src/loader.py). At <= 32 px
+  without local crops their CIFARTransform: crop 0.2-1, jitter (0.4, 0.4, 0.2, 0.1) p=0.8,
+  grayscale 0.2, no blur, solarize 0.2 on view 2. Otherwise their DINOTransform (DINO's, as
+  the paper's Sec. 4.1 says): BYOL's asymmetric global crops at 0.14-1 and `n_local` local crops
+  at 0.05-0.14 with blur 0.5 (blur dropped at <= 32 px, as their CIFAR transform drops it).
+- ``simsiam``: Chen & He, 2021, Sec. 4 / the authors' main_simsiam.py (MoCo v2's): crop 0.2-1,
+  jitter (0.4, 0.4, 0.4, 0.1) p=0.8, grayscale 0.2, blur p=0.5 above 32 px, flip, both views alike.
 - ``multicrop``: DINO as the hydes paper uses it (Sec. III: "a similar augmentation recipe
   as DINO", 2 global views of 40-100%, 6 local views of 5-40%): the two BYOL-asymmetric
   global crops at image_size plus `n_local` crops at `local_size` (default
@@ -37,8 +47,13 @@ is dropped for images of 32 pixels or fewer, as the CIFAR settings of these pape
   solarize 0.2). Its 28/32 px images go to the backbone's 224 bilinearly (Table 1), so
   build it with image_size=224; pass flip_p=0 for digits and text. DINOv2's code applies
   its blur with probability 1 - p (dinov2 PR #411); we use the stated p.
-- ``smi``: the smi paper, App. Table 4 (CIFAR): crop 0.2-1, flip, jitter (0.4, 0.4, 0.2, 0.1)
-  p=0.8, grayscale 0.2, the same for both views; blur only above 32 px (the table's "No" at 32).
+- ``smi``: the smi paper, App. A.1.2 and Table 4, both views alike. At <= 32 px (CIFAR): crop
+  0.2-1, flip, jitter (0.4, 0.4, 0.2, 0.1), grayscale, GaussianBlur, no solarisation (Table 4's
+  "No" is its Solarization column). Above 32 px its ImageNette/ImageWoof row: crop 0.08-1,
+  saturation 0.4, solarize 0.2. The text lost the probabilities: jitter 0.8 and grayscale 0.2
+  are ours (its A.1.1 points at Barlow Twins'); GaussianBlur is named with no probability (unlike
+  the others, whose lost values leave "()"), read as torchvision's GaussianBlur, applied always
+  with sigma 0.1-2 (`SMI_BLUR_P`, our reading).
 - ``plain``: the centre square resized to image_size, nothing random (evaluation).
 """
 from __future__ import annotations
@@ -56,7 +71,8 @@ from .augment import (
 )
 
 Tensor = torch.Tensor
-SMALL_IMAGE = 32  # at or below this side the recipes drop the blur, as the CIFAR settings do
+SMALL_IMAGE = 32  # at or below this side a recipe takes its source's CIFAR setting (module docstring)
+SMI_BLUR_P = 1.0  # smi paper App. A.1.2 names GaussianBlur with no probability: torchvision's, always on
 
 
 @dataclass(frozen=True)
@@ -157,19 +173,60 @@ def byol(image_size: int) -> ViewRecipe:
     return _byol_pair(image_size, (0.08, 1.0))
 
 
-def mira(image_size: int) -> ViewRecipe:
-    return _byol_pair(image_size, (0.14, 1.0))
+def vicreg(image_size: int) -> ViewRecipe:
+    if image_size > SMALL_IMAGE:
+        return byol(image_size)
+    spec = ViewSpec(image_size, scale=(0.2, 1.0), flip_p=0.5, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
+                    jitter_p=0.8, grayscale_p=0.2, solarize_p=0.1)
+    return [spec, spec]
 
 
-def multicrop(image_size: int, n_local: int = 6, local_size: int | None = None) -> ViewRecipe:
+def _check_local(image_size: int, n_local: int, local_size: int | None) -> int:
+    """The local crops' side (default DINO's 96 of 224), after checking both options."""
     if isinstance(n_local, bool) or not isinstance(n_local, int) or n_local < 0:
         raise ValueError(f"`n_local` must be a non-negative int (number of local crops), got {n_local!r}.")
     local_size = max(1, round(image_size * 96 / 224)) if local_size is None else check_size(local_size)
     if local_size > image_size:
-        raise ValueError(f"multicrop: local crops of {local_size} px are larger than the {image_size} px global ones; "
+        raise ValueError(f"local crops of {local_size} px are larger than the {image_size} px global ones; "
                          f"set local_size (data.view_options.local_size) to at most {image_size}, DINO's ratio is 96/224.")
-    local = dataclasses.replace(_byol_pair(local_size, (0.05, 0.4))[0], blur_p=0.5 if image_size > SMALL_IMAGE else 0.0)
-    return _byol_pair(image_size, (0.4, 1.0)) + [local] * n_local
+    return local_size
+
+
+def _with_locals(globals_: ViewRecipe, image_size: int, n_local: int, local_size: int | None,
+                 scale: tuple[float, float]) -> ViewRecipe:
+    """DINO's local crops: the first global view's colour, blur 0.5 (none at <= 32 px), no solarisation."""
+    size = _check_local(image_size, n_local, local_size)
+    if not n_local:
+        return globals_
+    local = dataclasses.replace(globals_[0], size=size, scale=scale, solarize_p=0.0,
+                                blur_p=0.5 if image_size > SMALL_IMAGE else 0.0)
+    return globals_ + [local] * n_local
+
+
+def mira(image_size: int, n_local: int = 0, local_size: int | None = None) -> ViewRecipe:
+    if image_size <= SMALL_IMAGE and not n_local:  # the authors' CIFARTransform
+        return _byol_pair(image_size, (0.2, 1.0))
+    return _with_locals(_byol_pair(image_size, (0.14, 1.0)), image_size, n_local, local_size, (0.05, 0.14))
+
+
+def swav(image_size: int, n_local: int = 0, local_size: int | None = None) -> ViewRecipe:
+    size = _check_local(image_size, n_local, local_size)
+    spec = ViewSpec(image_size, scale=(0.14, 1.0) if n_local else (0.08, 1.0), flip_p=0.5, brightness=0.8,
+                    contrast=0.8, saturation=0.8, hue=0.2, jitter_p=0.8, grayscale_p=0.2, blur_p=0.5)
+    if not n_local:
+        return [spec, spec]
+    local = dataclasses.replace(spec, size=size, scale=(0.05, 0.14))
+    return [spec, spec] + [local] * n_local
+
+
+def simsiam(image_size: int) -> ViewRecipe:
+    spec = ViewSpec(image_size, scale=(0.2, 1.0), flip_p=0.5, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
+                    jitter_p=0.8, grayscale_p=0.2, blur_p=0.5 if image_size > SMALL_IMAGE else 0.0)
+    return [spec, spec]
+
+
+def multicrop(image_size: int, n_local: int = 6, local_size: int | None = None) -> ViewRecipe:
+    return _with_locals(_byol_pair(image_size, (0.4, 1.0)), image_size, n_local, local_size, (0.05, 0.4))
 
 
 def twinturbo(image_size: int) -> ViewRecipe:
@@ -178,9 +235,10 @@ def twinturbo(image_size: int) -> ViewRecipe:
 
 
 def smi(image_size: int) -> ViewRecipe:
-    blur = 0.5 if image_size > SMALL_IMAGE else 0.0
-    spec = ViewSpec(image_size, scale=(0.2, 1.0), flip_p=0.5, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
-                    jitter_p=0.8, grayscale_p=0.2, blur_p=blur)
+    cifar = image_size <= SMALL_IMAGE  # Table 4: CIFAR at 32 px, ImageNette/ImageWoof at 160
+    spec = ViewSpec(image_size, scale=(0.2, 1.0) if cifar else (0.08, 1.0), flip_p=0.5, brightness=0.4, contrast=0.4,
+                    saturation=0.2 if cifar else 0.4, hue=0.1, jitter_p=0.8, grayscale_p=0.2, blur_p=SMI_BLUR_P,
+                    solarize_p=0.0 if cifar else 0.2)
     return [spec, spec]
 
 
@@ -189,7 +247,7 @@ def plain(image_size: int) -> ViewRecipe:
 
 
 RECIPES: dict[str, Callable[..., ViewRecipe]] = {
-    "simclr": simclr, "byol": byol, "barlow": byol, "vicreg": byol, "mira": mira,
+    "simclr": simclr, "byol": byol, "barlow": byol, "vicreg": vicreg, "mira": mira, "swav": swav, "simsiam": simsiam,
     "multicrop": multicrop, "smi": smi, "twinturbo": twinturbo, "plain": plain,
 }
 _FIELDS = {f.name for f in dataclasses.fields(ViewSpec)} - {"size"}
@@ -198,7 +256,7 @@ _FIELDS = {f.name for f in dataclasses.fields(ViewSpec)} - {"size"}
 def get_recipe(name: str, image_size: int, **overrides) -> ViewRecipe:
     """The named recipe (see the module docstring) for square views of side `image_size`.
 
-    `overrides` are the recipe's own options (simclr: strength; multicrop: n_local,
+    `overrides` are the recipe's own options (simclr: strength; multicrop, mira, swav: n_local,
     local_size) or ViewSpec fields, which replace that field in every view (e.g. flip_p=0).
     """
     if name not in RECIPES:
