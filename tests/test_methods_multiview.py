@@ -75,7 +75,7 @@ def test_swav_codes_are_sinkhorn_of_the_global_crops_predicted_by_every_crop():
 def test_mira_targets_are_the_fixed_point_on_the_teacher_scores():
     method, v = build("mira", iters=12).eval(), views(local=1)
     with torch.no_grad():
-        for p in method.teacher.parameters():  # a teacher unlike its student: the targets must come from the teacher
+        for p in method.teacher.parameters():  # a teacher unlike its student (head too): targets come from the teacher
             p.add_(0.05 * torch.randn_like(p))
     terms = method({"views": v})
     teacher = [method.teacher["prototypes"](F.normalize(method.teacher["projector"](method.teacher["encoder"](x).pooled), dim=1))
@@ -86,6 +86,31 @@ def test_mira_targets_are_the_fixed_point_on_the_teacher_scores():
     own = build("mira", iters=12, ema=False).eval()
     assert own.teacher is None
     torch.testing.assert_close(own({"views": v})["_targets"][0], mira(unit_scores(own, v[0]), 0.225, 2 / 3, 12))
+
+
+@pytest.mark.parametrize("teacher_head", ["shared", "ema"])
+def test_mira_teacher_after_a_step_is_the_authors_update(teacher_head):
+    """github.com/movinghoon/MIRA train.py, Model._update_ema_params: every teacher parameter becomes
+    m t + (1 - m) s, then (their "head is shared") the head is overwritten with the student's."""
+    method = build("mira", teacher_head=teacher_head)
+    with torch.no_grad():
+        for p in method.parameters():  # a student that moved away from its teacher
+            p.add_(0.1 * torch.randn_like(p))
+    before = {k: v.clone() for k, v in method.teacher.ema.module.state_dict().items()}
+    student = {k: v.clone() for k, v in torch.nn.ModuleDict(method.student()).state_dict().items()}
+    method.on_step_end(0, 10)
+    m = 0.99  # cosine_momentum(0, 10) from base 0.99: the paper's Sec. 4.1 start
+    after = method.teacher.ema.module.state_dict()
+    for name, value in after.items():
+        if name == "prototypes.weight" and teacher_head == "shared":
+            expected = student[name]
+        elif name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            expected = student[name]  # buffers are copied (models/ema.py)
+        else:
+            expected = m * before[name] + (1 - m) * student[name]
+        torch.testing.assert_close(value, expected, msg=name)
+    # the default is the authors' code's choice; the paper (Sec. 4.1) says only "EMA network"
+    assert C.build_config({"method": {"name": "mira"}}).method.teacher_head == "shared"
 
 
 def test_mira_anneals_beta_over_optimiser_steps_when_asked():

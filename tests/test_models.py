@@ -255,7 +255,8 @@ def test_projector_defaults_and_overrides():
     assert [m.out_features for m in small if isinstance(m, torch.nn.Linear)] == [48, 48, 24]
     simclr = projector("simclr", 32, hidden_dim=16)
     assert [m.out_features for m in simclr if isinstance(m, torch.nn.Linear)] == [16, 128]
-    assert isinstance(projector("simsiam", 8, hidden_dim=8, out_dim=8)[-1], torch.nn.BatchNorm1d)
+    simsiam = projector("simsiam", 8, hidden_dim=8, out_dim=8)  # the authors' builder.py: BatchNorm1d(dim, affine=False)
+    assert isinstance(simsiam[-1], torch.nn.BatchNorm1d) and not simsiam[-1].affine and simsiam[-2].bias is None
     assert projector("vicreg", 8, hidden_dim=8, out_dim=4, num_layers=4)(torch.randn(3, 8)).shape == (3, 4)
     with pytest.raises(ValueError, match="choose one of"):
         projector("moco", 8)

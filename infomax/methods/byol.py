@@ -1,6 +1,8 @@
 """BYOL (Grill et al., 2020, arXiv:2006.07733): the online projection of each view, through a
 predictor, regresses the EMA target's projection of the other view (Eq. 2, symmetrised); the
-target follows the online network with momentum 0.99 -> 1 on a cosine over optimiser steps."""
+target follows the online network with momentum base -> 1 on a cosine over optimiser steps. The
+paper's base is 0.996 (Sec. 3.2, ImageNet); our default 0.99 (models/ema.py) is solo-learn's CIFAR
+byol.yaml (base_tau 0.99) and MIRA's. Each recipe says which it uses (method.momentum_base)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

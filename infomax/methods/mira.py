@@ -8,6 +8,12 @@ Two details of the authors' code that the paper does not state are options, off 
 `beta_start` (their code anneals beta from 0.75 to 2/3 on a cosine over the steps) and
 `init="sharpened"` (their fixed point starts from (mean softmax(l / (tau_t (1 - beta))))^(1 - beta)).
 `ema: false` takes the targets from the student itself (the paper's Table 6 ablation).
+
+`teacher_head` (default "shared"): the authors' code (train.py, Model._update_ema_params) copies the
+student's prototype head into the teacher after every EMA update ("head is shared -- this performs
+better than using the ema-head"), so the teacher's targets use the student's current prototypes;
+"ema" averages the head with the rest of the teacher. The paper says only "EMA network" (Sec. 4.1)
+and its numbers come from that code, hence the default; we have not measured the difference.
 """
 from __future__ import annotations
 
@@ -22,6 +28,8 @@ from ..models.ema import cosine_momentum
 from ..objectives.swapped import swapped_prediction
 from .base import PrototypeMethod, PrototypeSettings, ProjectorSettings, Teacher, TeacherSettings, default
 
+TEACHER_HEADS = ("shared", "ema")
+
 
 @dataclass
 class MIRASettings(ProjectorSettings, PrototypeSettings, TeacherSettings):
@@ -33,6 +41,7 @@ class MIRASettings(ProjectorSettings, PrototypeSettings, TeacherSettings):
     iters: int = default(mira, "iters")
     init: str = default(mira, "init")
     ema: bool = True
+    teacher_head: str = "shared"  # shared: the student's prototypes (the authors' code) | ema: averaged
 
     def __post_init__(self):
         PrototypeSettings.__post_init__(self)
@@ -46,6 +55,8 @@ class MIRASettings(ProjectorSettings, PrototypeSettings, TeacherSettings):
                 raise ValueError(f"method.{key} must lie in [0, 1) (Eq. 3 is strongly convex there), got {value}.")
         if self.iters < 1:
             raise ValueError(f"method.iters (fixed-point iterations) must be at least 1, got {self.iters}.")
+        if self.teacher_head not in TEACHER_HEADS:
+            raise ValueError(f"method.teacher_head must be one of {', '.join(TEACHER_HEADS)}, got {self.teacher_head!r}.")
         if self.init not in INITS:
             raise ValueError(f"method.init must be one of {', '.join(INITS)}, got {self.init!r}.")
 
@@ -73,6 +84,8 @@ class MIRA(PrototypeMethod):
     def on_step_end(self, step: int, total_steps: int) -> None:
         if self.teacher is not None:
             self.teacher.update(self.student(), step, total_steps)
+            if self.settings.teacher_head == "shared":  # after the EMA update, as the authors' code does
+                self.teacher["prototypes"].weight.copy_(self.prototypes.weight.detach())
         s = self.settings
         if s.beta_start is not None:  # the same cosine ramp as the momentum, from beta_start to beta
             self.beta_now.fill_(cosine_momentum(step + 1, total_steps, s.beta_start, s.beta))

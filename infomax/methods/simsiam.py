@@ -1,6 +1,7 @@
 """SimSiam (Chen & He, 2021, arXiv:2011.10566): each view's prediction matches the other view's
 projection under a stop-gradient (Eq. 1-2), no teacher and no negatives; a 3-layer projector
-with batch norm on its output and a 512-wide bottleneck predictor (Sec. 4)."""
+with an affine-free batch norm on its output and a 512-wide bottleneck predictor (Sec. 4; the
+authors' simsiam/builder.py), MoCo v2's augmentations (the authors' main_simsiam.py: views "simsiam")."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ class SimSiamSettings(ProjectorSettings, PredictorSettings):
 
 
 class SimSiam(Method):
-    name, Settings, default_views = "simsiam", SimSiamSettings, "simclr"
+    name, Settings, default_views = "simsiam", SimSiamSettings, "simsiam"
 
     def __init__(self, encoder, settings: SimSiamSettings):
         super().__init__(encoder, settings)

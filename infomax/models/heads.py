@@ -6,7 +6,8 @@ Defaults follow each paper: Barlow Twins (Zbontar et al., 2021, Sec. 3) and VICR
 SwAV (Caron et al., 2020, App. A) 2048-128; HyDeS (hydes paper, Sec. VII-A: the output width,
 128 to 4096, made no difference; the hidden widths are not stated) 2048-2048-256; SMI (smi paper, App.: "following Barlow Twins") 4096-4096-4096; BYOL (Grill et al., 2020, Sec. 3.3)
 4096-256 for projector and predictor; SimSiam (Chen & He, 2021, Sec. 4) a 2048-wide
-3-layer projector with BN on its output and a 512-wide bottleneck predictor.
+3-layer projector with BN on its output (without affine parameters, and its last linear without
+bias: the authors' simsiam/builder.py) and a 512-wide bottleneck predictor.
 """
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ class MLP(nn.Sequential):
     """Linear layers with (BatchNorm and) activation between them.
 
     Hidden linears drop their bias when followed by BatchNorm; with `last_batch_norm`
-    the output passes through a BatchNorm1d too (SimSiam's projector).
+    the output passes through a BatchNorm1d too (SimSiam's projector: `last_affine=False`).
     """
 
     def __init__(
@@ -48,6 +49,7 @@ class MLP(nn.Sequential):
         batch_norm: bool = True,
         last_batch_norm: bool = False,
         activation: str = "relu",
+        last_affine: bool = True,
     ) -> None:
         if activation not in ACTIVATIONS:
             raise ValueError(f"Unknown `activation` {activation!r}; choose one of {sorted(ACTIVATIONS)}.")
@@ -62,7 +64,7 @@ class MLP(nn.Sequential):
             layers.append(ACTIVATIONS[activation]())
         layers.append(nn.Linear(widths[-2], widths[-1], bias=not last_batch_norm))
         if last_batch_norm:
-            layers.append(nn.BatchNorm1d(widths[-1]))
+            layers.append(nn.BatchNorm1d(widths[-1], affine=last_affine))
         super().__init__(*layers)
         self.in_dim, self.out_dim = widths[0], widths[-1]
 
@@ -87,6 +89,8 @@ def projector(
         raise ValueError(f"`num_layers` must be at least 1, got {num_layers}.")
     width = hidden_dim if hidden_dim is not None else hidden[0]
     options.setdefault("last_batch_norm", last_bn and options.get("batch_norm", True))  # batch_norm=False: none at all
+    if last_bn:
+        options.setdefault("last_affine", False)  # SimSiam's builder.py: BatchNorm1d(dim, affine=False)
     return MLP(in_dim, [width] * (layers - 1), out_dim if out_dim is not None else out, **options)
 
 
