@@ -320,3 +320,13 @@ def test_cosine_momentum_schedule():
     assert values == sorted(values)
     with pytest.raises(ValueError, match="total_steps"):
         cosine_momentum(0, 0)
+
+
+def test_resnet_stem_padding_2_is_solo_learns_cifar_stem_and_zero_init_zeroes_each_blocks_last_bn():
+    from infomax.models.resnet import BasicBlock
+    encoder = build_encoder("resnet18", cifar_stem=True, stem_padding=2, zero_init_residual=True)
+    assert encoder.stem[0].padding == (2, 2)  # solo/methods/base.py: nn.Conv2d(3, 64, 3, 1, padding=2)
+    out = encoder(torch.rand(1, 3, 32, 32))
+    assert out.tokens.shape[1] == 5 * 5  # (32 + 4 - 3) + 1 = 34, then stride 2 three times: 17, 9, 5
+    last_bns = [m.body[-1].weight for m in encoder.modules() if isinstance(m, BasicBlock)]
+    assert len(last_bns) == 8 and all(bool((w == 0).all()) for w in last_bns)

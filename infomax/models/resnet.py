@@ -3,7 +3,13 @@
 Bottleneck blocks put the stride on the 3x3 convolution ("ResNet v1.5"). With
 `cifar_stem=True` the 7x7/2 convolution and the max-pool are replaced by one 3x3/1
 convolution, the usual change for 32x32 images (SimCLR, Appendix B.9), so the last
-feature map is 4x4 at 32x32 instead of 1x1. pooled = global average of the last
+feature map is 4x4 at 32x32 instead of 1x1. solo-learn's CIFAR ResNets (solo/methods/base.py)
+and the MIRA authors' (src/builder.py, cifar=True) pad that convolution by 2, not 1: `stem_padding=2`
+(34x34 after the stem, a 5x5 last map at 32 px). `zero_init_residual` zeroes each block's last BN
+weight (Goyal et al., 2017, Sec. 5.1; torchvision's option, which the SimSiam and MIRA authors' code
+turn on).
+
+pooled = global average of the last
 feature map; tokens = that map flattened row-major.
 """
 from __future__ import annotations
@@ -69,6 +75,7 @@ class ResNet(Encoder):
         name: str = "resnet50",
         cifar_stem: bool = False,
         zero_init_residual: bool = False,
+        stem_padding: int = 1,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
     ) -> None:
@@ -76,8 +83,10 @@ class ResNet(Encoder):
         if name not in _LAYOUTS:
             raise ValueError(f"Unknown ResNet `name` {name!r}; choose one of {sorted(_LAYOUTS)}.")
         block, depths = _LAYOUTS[name]
+        if stem_padding not in (1, 2):
+            raise ValueError(f"`stem_padding` must be 1 (SimCLR App. B.9) or 2 (solo-learn, the MIRA authors), got {stem_padding!r}.")
         if cifar_stem:
-            self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), *_bn_relu(64))
+            self.stem = nn.Sequential(nn.Conv2d(3, 64, 3, 1, stem_padding, bias=False), *_bn_relu(64))
         else:
             self.stem = nn.Sequential(
                 nn.Conv2d(3, 64, 7, 2, 3, bias=False), *_bn_relu(64), nn.MaxPool2d(3, 2, 1)
@@ -95,7 +104,7 @@ class ResNet(Encoder):
         self.input_size = 32 if cifar_stem else 224
         self.config = {
             "name": name, "cifar_stem": bool(cifar_stem), "zero_init_residual": bool(zero_init_residual),
-            "mean": list(map(float, mean)), "std": list(map(float, std)),
+            "stem_padding": int(stem_padding), "mean": list(map(float, mean)), "std": list(map(float, std)),
         }
         self._init_weights(zero_init_residual)
         self.block_prefixes = {"stem": ("stem.",), **{f"layer{i + 1}": (f"stages.{i}.",) for i in range(len(depths))}}
