@@ -26,7 +26,8 @@ def run(rank, world, init_file, inputs, out_queue):
 
 
 class TinyEncoder(torch.nn.Module):
-    """An encoder without batch norm (so one rank of 2B and two of B see the same statistics)."""
+    """An encoder without batch norm (so one rank of 2B and two of B see the same statistics); any
+    square input is average-pooled to 8 x 8 (an 8 x 8 input passes unchanged), so local crops fit."""
 
     def __init__(self, dim=12):
         super().__init__()
@@ -35,51 +36,82 @@ class TinyEncoder(torch.nn.Module):
     def forward(self, x):
         from infomax.models.base import EncoderOutput
 
-        return EncoderOutput(self.net(x.flatten(1)).tanh(), None)
+        return EncoderOutput(self.net(torch.nn.functional.adaptive_avg_pool2d(x, 8).flatten(1)).tanh(), None)
 
 
-TINY = {"swav": {"num_prototypes": 6, "freeze_prototypes_epochs": 0},
-        "mira": {"num_prototypes": 6, "freeze_prototypes_epochs": 0},
-        "byol": {"predictor_hidden": 8, "predictor_batch_norm": False}, "simsiam": {"predictor_hidden": 8, "predictor_batch_norm": False}}
+PLAIN = {"swav": {"num_prototypes": 6, "freeze_prototypes_epochs": 0},
+         "mira": {"num_prototypes": 6, "freeze_prototypes_epochs": 0},  # its EMA teacher is on by default, as BYOL's
+         "byol": {"predictor_hidden": 8, "predictor_batch_norm": False}, "simsiam": {"predictor_hidden": 8, "predictor_batch_norm": False}}
+# the options that keep state across steps and are off in PLAIN: SwAV's queue (QUEUE rows of the whole run:
+# each rank keeps its share), prototypes frozen in the first epoch, MIRA's annealed beta
+QUEUE = 32
+LR = 0.1
+STATEFUL = {"swav": {**PLAIN["swav"], "queue_length": QUEUE, "freeze_prototypes_epochs": 1},
+            "mira": {**PLAIN["mira"], "freeze_prototypes_epochs": 1, "beta_start": 0.75}}
 
 
-def tiny_method(name):
+def tiny_method(name, variant="plain", ranks=1):
+    """`name` on a TinyEncoder, seeded; `variant` "stateful" turns on its STATEFUL options. SwAV's queue is
+    per rank, so each of `ranks` ranks keeps QUEUE / ranks rows (one rank: the whole QUEUE)."""
     from infomax import methods
 
+    settings = dict((STATEFUL if variant == "stateful" else PLAIN).get(name, {}))
+    if "queue_length" in settings:
+        settings["queue_length"] //= ranks
     torch.manual_seed(0)
-    return methods.build(name, TinyEncoder(), projector_hidden=16, projector_out=10, projector_batch_norm=False,
-                         **TINY.get(name, {}))
+    method = methods.build(name, TinyEncoder(), projector_hidden=16, projector_out=10, projector_batch_norm=False, **settings)
+    return method.double()  # float64: rounding stays far below what a wrong sum, scale or queue changes
 
 
-def engine_steps(fabric, names, views, out):
-    """engine_step for each method in one launch of the ranks; rank 0 writes each result to out/NAME.npz
-    (a returned payload over the pipe's buffer would deadlock the launcher, which reads it after join)."""
-    import numpy as np
+class ListBatches:
+    """Fixed batches as the loop's source: `per_epoch` of them an epoch, no random state of its own."""
 
-    for name in names:
-        result = engine_step(fabric, name, views, out)
-        if fabric.global_rank == 0:
-            np.savez(out / f"{name}.npz", loss=result["loss"], **{f"param/{k}": v for k, v in result["params"].items()},
-                     **({"targets": result["targets"]} if "targets" in result else {}))
+    def __init__(self, batches, per_epoch):
+        self.batches, self.per_epoch = batches, per_epoch
+
+    def __len__(self):
+        return self.per_epoch
+
+    def epoch(self, epoch, skip):
+        return iter(self.batches[epoch * self.per_epoch + skip:(epoch + 1) * self.per_epoch])
+
+    def state_dict(self):
+        return {}
+
+    def load_state_dict(self, state):
+        pass
+
+
+def engine_runs(fabric, cases, steps, per_epoch, out):
+    """engine_run for each (name, variant) in one launch of the ranks (process start-up is the cost)."""
+    for name, variant in cases:
+        engine_run(fabric, name, variant, steps, per_epoch, out / f"{name}-{variant}")
     fabric.barrier()  # leave together and close the group: a rank exiting with gloo work in flight aborts
     dist.destroy_process_group()
 
 
-def engine_step(fabric, name, views, out):
-    """One optimiser step of `name` through the engine's loop on this rank's half of `views`."""
+def engine_run(fabric, name, variant, steps, per_epoch, out):
+    """`Loop.fit` of `name` over `steps` (each a list of views of the global batch; this rank takes its
+    shard), SGD at LR. Rank 0 leaves out/metrics.jsonl (losses averaged over ranks), out/state.safetensors
+    (weights, every rank's state) and out/targets.npy (the last step's pseudo-labels, rank by rank)."""
+    import numpy as np
+
     from infomax.config import OptimConfig, RunConfig
     from infomax.engine.loop import Loop, Schedule
     from infomax.engine.optim import build_optimiser
 
-    method = tiny_method(name)
-    optimiser = build_optimiser(method.stage_parameters("main"), OptimConfig(name="sgd", lr=0.5, weight_decay=0.0, momentum=0.0))
+    out.mkdir(parents=True, exist_ok=True)
+    method = tiny_method(name, variant, fabric.world_size)
+    optimiser = build_optimiser(method.stage_parameters("main"), OptimConfig(name="sgd", lr=LR, weight_decay=0.0, momentum=0.0))
     model, optimiser = fabric.setup(method, optimiser)
-    loop = Loop(fabric, model, {"main": optimiser}, [None], Schedule(1, 0, 0.0, "constant", 1.0),
-                RunConfig(log_every=1000, progress=False), out=out)
-    half = [v.chunk(fabric.world_size)[fabric.global_rank] for v in views]
-    terms = loop.train_step({"views": half})
-    loss = fabric.all_reduce(terms["loss"].detach(), reduce_op="mean")
-    result = {"loss": loss.item(), "params": {k: v.detach().numpy().copy() for k, v in method.state_dict().items()}}  # by value
-    if "_targets" in terms:  # SwAV's and MIRA's pseudo-labels, every rank's rows in rank order
-        result["targets"] = torch.cat(list(fabric.all_gather(terms["_targets"])), dim=1).numpy().copy()
-    return result
+    shard = [[v.chunk(fabric.world_size)[fabric.global_rank] for v in views] for views in steps]
+    batches = ListBatches([{"views": views} for views in shard], per_epoch)
+    loop = Loop(fabric, model, {"main": optimiser}, batches, Schedule(len(steps), 0, 0.0, "constant", 1.0),
+                RunConfig(log_every=1, checkpoint_every=1000, progress=False), out=out)
+    loop.fit()
+    targets = loop.last_terms.get("_targets")
+    if targets is not None:  # SwAV's and MIRA's pseudo-labels, every rank's rows in rank order
+        targets = torch.cat(list(fabric.all_gather(targets)), dim=1)
+        if fabric.global_rank == 0:
+            np.save(out / "targets.npy", targets.numpy())
+    fabric.barrier()

@@ -214,8 +214,10 @@ class Loop:
               "(again to stop at once)", file=sys.stderr, flush=True)
 
     def _state_tensors(self) -> dict[str, torch.Tensor]:
-        """Every rank's RNG and source state, gathered so rank 0 can write them all."""
-        local = {**rng_state(), **{f"batches/{k}": v for k, v in self.batches.state_dict().items()}}
+        """Every rank's RNG, source state and the method's per-rank state (SwAV's queue: `Steps.rank_state`),
+        gathered so rank 0 can write them all."""
+        local = {**rng_state(), **{f"batches/{k}": v for k, v in self.batches.state_dict().items()},
+                 **{f"method/{k}": v for k, v in self.method.rank_state().items()}}
         if self.fabric.world_size == 1:
             return {f"rank0/{k}": v for k, v in local.items()}
         gathered = {}
@@ -244,8 +246,9 @@ class Loop:
         extra = load_extra(self.out / STATE)
         prefix = f"rank{self.fabric.global_rank}/"
         mine = {k[len(prefix):]: v for k, v in extra.items() if k.startswith(prefix)}
-        set_rng_state({k: v for k, v in mine.items() if not k.startswith("batches/")})
+        set_rng_state({k: v for k, v in mine.items() if not k.startswith(("batches/", "method/"))})
         self.batches.load_state_dict({k[len("batches/"):]: v for k, v in mine.items() if k.startswith("batches/")})
+        self.method.load_rank_state({k[len("method/"):]: v for k, v in mine.items() if k.startswith("method/")})
         if self.fabric.global_rank == 0:
             rundir.truncate_log(self.out, self.step)
         self.fabric.barrier()

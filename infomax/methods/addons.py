@@ -187,6 +187,12 @@ class WithAddOns(Steps):
     def on_epoch_start(self, epoch: int) -> None:
         self.base.on_epoch_start(epoch)
 
+    def rank_state(self) -> dict[str, torch.Tensor]:
+        return self.base.rank_state()
+
+    def load_rank_state(self, state: dict[str, torch.Tensor]) -> None:
+        self.base.load_rank_state(state)
+
 
 def resolved_entries(entries: list[dict], method: str, embeddings: tuple[str, ...], batch: int) -> list[dict]:
     """The entries with every setting written out (paper defaults filled in): what config.yaml keeps."""

@@ -11,6 +11,12 @@ Hooks: `on_before_optimiser_step(stage)` after backward (SwAV and MIRA drop the 
 prototypes frozen in the first epoch), `on_step_end(step, total_steps)` after every optimiser
 step, `step` counting optimiser steps from 0 (an EMA update), `on_epoch_start(epoch)` when an
 epoch starts or resumes. `encoder` is what the run exports as encoder.safetensors.
+
+State that must differ by rank (SwAV's queue of this rank's past embeddings) is no buffer: DDP
+broadcasts the wrapped module's buffers from rank 0 at every forward, and only rank 0 writes the
+weights. A method keeps it as plain tensors and returns it from `rank_state()`; the loop gathers
+every rank's into the checkpoint (`rank{r}/method/...`) and hands each rank its own back through
+`load_rank_state` on resume.
 """
 from __future__ import annotations
 
@@ -53,6 +59,13 @@ class Steps(nn.Module):
 
     def on_epoch_start(self, epoch: int) -> None:
         pass
+
+    def rank_state(self) -> dict[str, torch.Tensor]:
+        """This rank's own state (same keys and shapes on every rank), saved per rank; none by default."""
+        return {}
+
+    def load_rank_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Take back what `rank_state` gave on this rank (empty from a checkpoint that has none)."""
 
 
 class Method(Steps):

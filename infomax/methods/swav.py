@@ -4,7 +4,10 @@ log domain and float64 here, so no score or lr overflows), predicted from every 
 swapped prediction at temperature 0.1 (Eq. 1-2). The prototypes take no step in the first epoch.
 With small batches a queue of past global-crop embeddings joins the Sinkhorn batch (App. A:
 3840 for batch 256), from `queue_start_epoch` on and once full; only the batch's codes are used.
-Under DDP the Sinkhorn sums run over every rank's samples."""
+Under DDP the Sinkhorn sums run over every rank's samples, and each rank queues its own shard's past
+(as SwAV's code: one queue per GPU). The queue is therefore no buffer of the module DDP wraps (DDP
+would broadcast rank 0's over it at every forward) but per-rank state, `rank_state()`, that the loop
+saves and restores for every rank."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,9 +45,26 @@ class SwAV(PrototypeMethod):
 
     def __init__(self, encoder, settings: SwAVSettings):
         super().__init__(encoder, settings)
-        if settings.queue_length:
-            self.register_buffer("queue", torch.zeros(2, settings.queue_length, self.projector.out_dim))
-            self.register_buffer("queued", torch.zeros((), dtype=torch.long))
+        # plain tensors, not buffers: per rank (see the module docstring)
+        self.queue = torch.zeros(2, settings.queue_length, self.projector.out_dim) if settings.queue_length else None
+        self.queued = 0  # embeddings queued so far, per crop
+        self.register_load_state_dict_pre_hook(_legacy_queue)
+
+    def rank_state(self) -> dict[str, torch.Tensor]:
+        """This rank's queue and fill count: what differs by rank, for the loop to save per rank."""
+        if self.queue is None:
+            return {}
+        return {"queue": self.queue.detach().cpu(), "queued": torch.tensor([self.queued])}
+
+    def load_rank_state(self, state: dict[str, torch.Tensor]) -> None:
+        if self.queue is not None and "queue" in state:
+            self._set_queue(state["queue"], int(state["queued"].sum()))
+
+    def _set_queue(self, queue: torch.Tensor, queued: int) -> None:
+        if queue.shape != self.queue.shape:
+            raise ValueError(f"swav: the saved queue has shape {tuple(queue.shape)}, this run's {tuple(self.queue.shape)} "
+                             "(method.queue_length, projector_out); resume with the settings it was saved with.")
+        self.queue, self.queued = queue.to(self.queue).clone(), queued
 
     def check_batch(self, global_batch: int) -> None:
         s = self.settings
@@ -64,9 +84,10 @@ class SwAV(PrototypeMethod):
     @torch.no_grad()
     def codes(self, scores: torch.Tensor, crop: int) -> torch.Tensor:
         s = self.settings
-        use_queue = s.queue_length and self.epoch >= s.queue_start_epoch and int(self.queued) >= s.queue_length
+        use_queue = s.queue_length and self.epoch >= s.queue_start_epoch and self.queued >= s.queue_length
         if use_queue:
-            scores = torch.cat([scores, self.prototypes(self.queue[crop])])
+            queued = self.queue[crop].to(scores.device, self.prototypes.weight.dtype)
+            scores = torch.cat([scores, self.prototypes(queued).to(scores.dtype)])
         q = sinkhorn(scores.detach(), s.epsilon, s.sinkhorn_iters, group=distributed.world())
         return q[: len(q) - s.queue_length] if use_queue else q
 
@@ -75,5 +96,14 @@ class SwAV(PrototypeMethod):
         if not self.settings.queue_length or self.epoch < self.settings.queue_start_epoch:
             return
         n = min(z[0].shape[0], self.settings.queue_length)
-        self.queue.copy_(torch.cat([torch.stack([v[:n].detach() for v in z]).to(self.queue.dtype), self.queue[:, :-n]], dim=1))
-        self.queued.add_(n)
+        queue = self.queue.to(z[0].device, torch.promote_types(z[0].dtype, torch.float32))  # float32 at least, even under bf16
+        self.queue = torch.cat([torch.stack([v[:n].detach() for v in z]).to(queue.dtype), queue[:, :-n]], dim=1)
+        self.queued += n
+
+
+def _legacy_queue(module, state_dict, prefix, *args) -> None:
+    """Checkpoints written before the queue became per-rank state kept it as buffers of the weights
+    (rank 0's on every rank): take them as this rank's queue, which a saved per-rank queue then replaces."""
+    queue, queued = state_dict.pop(prefix + "queue", None), state_dict.pop(prefix + "queued", None)
+    if queue is not None and module.queue is not None:
+        module._set_queue(queue, int(queued))
