@@ -160,7 +160,7 @@ def add_continue(verbs) -> None:
     p.add_argument("--dataset", help="the images to continue on (and evaluate with)")
     add_data_root(p)
     for name, kind, text in (("epochs", int, "passes over the training images (default 10, the paper's)"),
-                             ("batch-size", int, "global batch (default: the recipe's; the paper's is 512)"),
+                             ("batch-size", int, "global batch (default: the recipe's, 256 in the METHOD-cpu ones; the E2MC paper's is 512)"),
                              ("resolution", int, "side of the views (default: the feature cache's for this encoder and data)"),
                              ("seed", int, "seeds heads, shuffling and view pairing"), ("max-steps", int, "stop after this many steps"),
                              ("checkpoint-every", int, "optimiser steps between checkpoints"), ("devices", int, "processes (DDP when more than 1)"),
@@ -180,10 +180,22 @@ def add_continue(verbs) -> None:
 
 
 def _recipes(args: argparse.Namespace) -> int:
+    """`infomax recipes`: each recipe, its description and its sources line; with NAME, that recipe's
+    file and its resolved config tree (every default filled in) as YAML."""
+    import yaml
+
     from . import config
 
+    if args.name:
+        path = Path(args.name) if Path(args.name).suffix in (".yaml", ".yml") else config.RECIPES / f"{args.name}.yaml"
+        tree = config.to_dict(config.build_config(config.load_recipe(args.name)))
+        print(f"# {path.resolve() if path.is_file() else path}")
+        print(yaml.safe_dump(tree, sort_keys=False), end="")
+        return 0
     for name in config.recipe_names():
         print(f"{name:24s} {config.describe(name)}")
+        sources = (yaml.safe_load((config.RECIPES / f"{name}.yaml").read_text()) or {}).get("sources") or {}
+        print(f"{'':24s} sources: " + "; ".join(f"{k}: {v}" for k, v in sources.items()))
     return 0
 
 
@@ -214,7 +226,8 @@ def add_pretrain(verbs) -> None:
     p.add_argument("--resume", action="store_true", help="continue the run in --out (its config.yaml; only epochs and logging may change)")
     p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
     p.set_defaults(handler=_pretrain)
-    r = verbs.add_parser("recipes", help="list the shipped training recipes")
+    r = verbs.add_parser("recipes", help="list the shipped training recipes with their sources; NAME: its resolved config")
+    r.add_argument("name", nargs="?", metavar="NAME|FILE", help="print this recipe's path and resolved config tree as YAML")
     r.set_defaults(handler=_recipes)
 
 

@@ -274,3 +274,27 @@ def test_lars_step_per_tensor_is_the_recipe_sources_formula(name):
         ratios = [float(source["eta"] * p.norm() / (g.norm() + source["wd"] * p.norm())) / lr
                   for p, g in zip(start, grads) if p.ndim > 1]
         assert min(ratios) < 1 < max(ratios)
+
+
+# ---------------------------------------------------------------- infomax recipes
+
+def test_recipes_lists_each_recipes_sources_line(capsys):
+    from infomax.cli import main
+
+    assert main(["recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in C.recipe_names():
+        at = next(i for i, line in enumerate(lines) if line.startswith(name + " "))
+        sources = yaml.safe_load((C.RECIPES / f"{name}.yaml").read_text())["sources"]
+        assert lines[at + 1].strip() == "sources: " + "; ".join(f"{k}: {v}" for k, v in sources.items())
+
+
+def test_recipes_name_prints_its_path_and_the_resolved_tree(capsys):
+    from infomax.cli import main
+
+    assert main(["recipes", "swav-cifar10"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"# {(C.RECIPES / 'swav-cifar10.yaml').resolve()}"
+    tree = yaml.safe_load(out)
+    assert tree == C.to_dict(C.build_config(C.load_recipe("swav-cifar10")))
+    assert tree["optim"]["lars_clip"] is True and tree["run"]["seed"] == C.RunConfig().seed  # defaults filled in
