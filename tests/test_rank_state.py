@@ -26,7 +26,7 @@ def test_the_queue_is_no_buffer_and_an_older_checkpoints_queue_loads_as_this_ran
     method = build("swav", queue_length=16, num_prototypes=20)
     assert not [k for k in method.state_dict() if "queue" in k]  # DDP broadcasts buffers, and only rank 0 writes weights
     method({"views": [torch.rand(8, 3, 8, 8) for _ in range(2)]})
-    saved = {"queue": method.queue.clone(), "queued": torch.tensor(method.queued)}
+    saved = {"queue": method.queue.clone(), "queued": method.queued.clone()}
     older = build("swav", queue_length=16, num_prototypes=20)
     older.load_state_dict({**method.state_dict(), **saved})  # a checkpoint from when the queue was a buffer
     assert torch.equal(older.queue, saved["queue"]) and older.queued == 8

@@ -47,24 +47,24 @@ class SwAV(PrototypeMethod):
         super().__init__(encoder, settings)
         # plain tensors, not buffers: per rank (see the module docstring)
         self.queue = torch.zeros(2, settings.queue_length, self.projector.out_dim) if settings.queue_length else None
-        self.queued = 0  # embeddings queued so far, per crop
+        self.queued = torch.zeros((), dtype=torch.long)  # a tensor, as under torch.compile an int would be specialised
         self.register_load_state_dict_pre_hook(_legacy_queue)
 
     def rank_state(self) -> dict[str, torch.Tensor]:
         """This rank's queue and fill count: what differs by rank, for the loop to save per rank."""
         if self.queue is None:
             return {}
-        return {"queue": self.queue.detach().cpu(), "queued": torch.tensor([self.queued])}
+        return {"queue": self.queue.detach().cpu(), "queued": self.queued.cpu().reshape(1)}
 
     def load_rank_state(self, state: dict[str, torch.Tensor]) -> None:
         if self.queue is not None and "queue" in state:
-            self._set_queue(state["queue"], int(state["queued"].sum()))
+            self._set_queue(state["queue"], state["queued"].reshape(()))
 
-    def _set_queue(self, queue: torch.Tensor, queued: int) -> None:
+    def _set_queue(self, queue: torch.Tensor, queued: torch.Tensor) -> None:
         if queue.shape != self.queue.shape:
             raise ValueError(f"swav: the saved queue has shape {tuple(queue.shape)}, this run's {tuple(self.queue.shape)} "
                              "(method.queue_length, projector_out); resume with the settings it was saved with.")
-        self.queue, self.queued = queue.to(self.queue).clone(), queued
+        self.queue, self.queued = queue.to(self.queue).clone(), queued.to(self.queued).clone()
 
     def check_batch(self, global_batch: int) -> None:
         s = self.settings
@@ -84,7 +84,7 @@ class SwAV(PrototypeMethod):
     @torch.no_grad()
     def codes(self, scores: torch.Tensor, crop: int) -> torch.Tensor:
         s = self.settings
-        use_queue = s.queue_length and self.epoch >= s.queue_start_epoch and self.queued >= s.queue_length
+        use_queue = s.queue_length and self.epoch >= s.queue_start_epoch and int(self.queued) >= s.queue_length
         if use_queue:
             queued = self.queue[crop].to(scores.device, self.prototypes.weight.dtype)
             scores = torch.cat([scores, self.prototypes(queued).to(scores.dtype)])
@@ -96,9 +96,11 @@ class SwAV(PrototypeMethod):
         if not self.settings.queue_length or self.epoch < self.settings.queue_start_epoch:
             return
         n = min(z[0].shape[0], self.settings.queue_length)
-        queue = self.queue.to(z[0].device, torch.promote_types(z[0].dtype, torch.float32))  # float32 at least, even under bf16
-        self.queue = torch.cat([torch.stack([v[:n].detach() for v in z]).to(queue.dtype), queue[:, :-n]], dim=1)
-        self.queued += n
+        dtype = torch.promote_types(z[0].dtype, torch.float32)  # float32 at least, even under bf16
+        if self.queue.device != z[0].device or self.queue.dtype != dtype:  # once: the queue is no buffer that .to() moves
+            self.queue, self.queued = self.queue.to(z[0].device, dtype), self.queued.to(z[0].device)
+        self.queue.copy_(torch.cat([torch.stack([v[:n].detach() for v in z]).to(dtype), self.queue[:, :-n]], dim=1))
+        self.queued.add_(n)
 
 
 def _legacy_queue(module, state_dict, prefix, *args) -> None:
@@ -106,4 +108,4 @@ def _legacy_queue(module, state_dict, prefix, *args) -> None:
     (rank 0's on every rank): take them as this rank's queue, which a saved per-rank queue then replaces."""
     queue, queued = state_dict.pop(prefix + "queue", None), state_dict.pop(prefix + "queued", None)
     if queue is not None and module.queue is not None:
-        module._set_queue(queue, int(queued))
+        module._set_queue(queue, queued)
