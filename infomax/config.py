@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +27,39 @@ from typing import Any
 import yaml
 
 RECIPES = Path(__file__).parent / "recipes"
+MAX_SIDE = 2048  # pixels: larger views would ask the allocator for terabytes before the first step
+ACCELERATORS = ("cpu", "cuda", "mps", "auto")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def require(section: str, settings, **rules) -> None:
+    """Check a section when it is built: each rule is key=(test, what the value must be); the message names the key."""
+    for key, (ok, expect) in rules.items():
+        value = getattr(settings, key)
+        if not ok(value):
+            raise ConfigError(f"{section}.{key} must be {expect}, got {value!r}.")
+
+
+def at_least(low):
+    return (lambda v: v >= low), f"at least {low}"
+
+
+def optional(rule):
+    ok, expect = rule
+    return (lambda v: v is None or ok(v)), f"null or {expect}"
+
+
+def one_of(*choices):
+    return (lambda v: v in choices), f"one of {', '.join(map(str, choices))}"
+
+
+POSITIVE = (lambda v: v > 0), "positive"
+FRACTION = (lambda v: 0 <= v <= 1), "between 0 and 1"
+MOMENTUM = (lambda v: 0 <= v < 1), "in [0, 1)"
 
 
 @dataclass
@@ -46,6 +80,10 @@ class DataConfig:
     holdout: int = 1000  # training images kept out of training for the kNN monitor (queries)
     bank: int = 5000  # training images the monitor's kNN votes with
 
+    def __post_init__(self):
+        side = (lambda v: 4 <= v <= MAX_SIDE), f"between 4 and {MAX_SIDE} pixels"
+        require("data", self, resolution=side, image_size=optional(side), holdout=at_least(0), bank=at_least(1))
+
 
 @dataclass
 class OptimConfig:
@@ -62,6 +100,13 @@ class OptimConfig:
     batch_size: int = 256  # global: split over devices
     clip_grad: float | None = None
 
+    def __post_init__(self):
+        from .engine.optim import OPTIMISERS
+
+        require("optim", self, name=one_of(*OPTIMISERS), lr=POSITIVE, weight_decay=at_least(0), momentum=MOMENTUM,
+                lars_eta=POSITIVE, batch_size=at_least(1), clip_grad=optional(POSITIVE))
+        require("optim", self, betas=((lambda v: all(0 <= b < 1 for b in v)), "two numbers in [0, 1)"))
+
 
 @dataclass
 class ScheduleConfig:
@@ -72,6 +117,12 @@ class ScheduleConfig:
     warmup_start: float = 0.0  # lr factor at step 0
     decay: str = "cosine"  # cosine | constant
     final_factor: float = 0.0  # lr factor at the last step (cosine)
+
+    def __post_init__(self):
+        from .engine.optim import DECAYS
+
+        require("schedule", self, epochs=at_least(1), max_steps=optional(at_least(1)), warmup_steps=optional(at_least(0)),
+                warmup_epochs=at_least(0), warmup_start=FRACTION, decay=one_of(*DECAYS), final_factor=FRACTION)
 
 
 def _knn_default(name: str):
@@ -98,6 +149,11 @@ class RunConfig:
     compile: bool = False
     progress: bool = True
 
+    def __post_init__(self):
+        require("run", self, seed=at_least(0), checkpoint_every=at_least(1), log_every=at_least(1), knn_every=at_least(0),
+                knn_k=at_least(1), knn_temperature=POSITIVE, accelerator=one_of(*ACCELERATORS), devices=at_least(1),
+                num_nodes=at_least(1), precision=one_of(*PRECISIONS))
+
 
 @dataclass
 class ContinueConfig:
@@ -109,6 +165,9 @@ class ContinueConfig:
     cached_views: int = 4  # augmented views cached per image and view of the recipe, with train_from
     train_images: int | None = None  # a seeded subset of the training split (the CPU protocol); None: all
     eval_seeds: tuple[int, ...] = (0, 1, 2)  # few-label draws of the before/after evaluation
+
+    def __post_init__(self):
+        require("continued", self, lr_scale=POSITIVE, cached_views=at_least(1), train_images=optional(at_least(1)))
 
 
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "run": RunConfig}
@@ -129,10 +188,6 @@ class TrainConfig:
     @property
     def method_name(self) -> str:
         return self.method.name
-
-
-class ConfigError(ValueError):
-    pass
 
 
 # ---------------------------------------------------------------- typed building
@@ -167,13 +222,18 @@ def coerce(value, hint, where: str):
         if isinstance(value, int) and not isinstance(value, bool):
             return value
     elif hint is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads 1e-6 (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
+        if number is not None and not math.isfinite(number):
+            raise ConfigError(f"{where} must be a finite number, got {value!r}.")
+        if number is not None:
+            return number
     elif hint is str:
         if isinstance(value, str):
             return value
@@ -299,4 +359,14 @@ def save(config: TrainConfig, path: Path) -> None:
 
 
 def load(path: Path) -> TrainConfig:
-    return build_config(yaml.safe_load(Path(path).read_text()))
+    """A run's config.yaml; ConfigError (naming the file) when it is not valid YAML or not a config tree."""
+    try:
+        tree = yaml.safe_load(Path(path).read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path} is not valid YAML: {error}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (method, model, data, optim, schedule, run).")
+    try:
+        return build_config(tree)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{path}: {error}") from None

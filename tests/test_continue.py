@@ -73,7 +73,7 @@ def test_heads_come_from_a_pretrain_run_of_the_same_method(tmp_path):
     (["--method", "smi", "--add", "e2mc"], "the paper gives weights for vicreg, swav, simsiam only"),
     (["--method", "vicreg", "--add", "mmcr:embedding=tokens"], "gives no 'tokens' embedding"),
     (["--method", "vicreg", "--add", "entropy"], "unknown add-on"),
-    (["--method", "vicreg", "--lr-scale", "0"], "--lr-scale must be positive"),
+    (["--method", "vicreg", "--lr-scale", "0"], "continued.lr_scale must be positive"),
     (["--method", "vicreg", "--train-images", "10"], "--train-images must lie in"),
     (["--method", "swav", "--train-from", "block2", "--set", "data.views=multicrop", "--set", "method.num_prototypes=16"],
      "caches views of one size"),

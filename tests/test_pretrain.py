@@ -124,8 +124,8 @@ def test_abort_on_collapse_stops_a_collapsed_embedding(tmp_path, monkeypatch, ca
     (["--batch-size", "1"], "needs at least 2 images per device"),
     (["--accelerator", "cuda"], "no CUDA device"),
     (["--devices", "2", "--batch-size", "63"], "does not split over 2 processes"),
-    (["--set", "optim.lr=0"], "optim.lr must be a positive"),
-    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--set", "optim.lr=0"], "optim.lr must be positive"),
+    (["--epochs", "0"], "schedule.epochs must be at least 1"),
     (["--batch-size", "4096"], "Lower --batch-size"),
     (["--set", "model.backbone=BAD"], "Unknown encoder 'BAD'"),
 ])
@@ -159,20 +159,21 @@ def test_mismatched_encoder_file_names_its_tensors(tmp_path, capsys):
 
 
 def test_existing_run_is_refused_and_resume_refuses_changed_settings(tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(["pretrain", "--method", "smi", *TINY, "--max-steps", "2", "--out", str(out)]) == 0
-    assert main(["pretrain", "--method", "smi", *TINY, "--max-steps", "2", "--out", str(out)]) == 2
+    out, constant = tmp_path / "run", ["--set", "schedule.decay=constant"]  # a finished cosine cannot be extended
+    assert main(["pretrain", "--method", "smi", *TINY, *constant, "--max-steps", "2", "--out", str(out)]) == 0
+    assert main(["pretrain", "--method", "smi", *TINY, *constant, "--max-steps", "2", "--out", str(out)]) == 2
     assert "--resume" in capsys.readouterr().err
     assert main(["pretrain", "--resume", "--set", "optim.lr=0.01", "--out", str(out)]) == 2
     assert "optim.lr: 0.3 -> 0.01" in capsys.readouterr().err
     assert main(["pretrain", "--resume", "--max-steps", "4", "--out", str(out)]) == 0  # more steps: allowed
     assert max(losses(out)) == 4
-    os.remove(out / ".infomax-run")  # a run from before markers (config + metrics) still counts as a run
-    assert main(["pretrain", "--resume", "--max-steps", "5", "--out", str(out)]) == 0
-    os.remove(out / ".infomax-run")
-    os.remove(out / "config.yaml")  # now it is just a folder with files in it
-    assert main(["pretrain", "--method", "smi", *TINY, "--out", str(out), "--overwrite"]) == 2
-    assert "not one" in capsys.readouterr().err and (out / "metrics.jsonl").exists()
+    os.remove(out / ".infomax-run")  # a config and metrics without the marker are not a run: nothing of it is touched
+    assert main(["pretrain", "--resume", "--max-steps", "5", "--out", str(out)]) == 2
+    assert f"touch {out / '.infomax-run'}" in capsys.readouterr().err
+    assert main(["pretrain", "--method", "smi", *TINY, *constant, "--out", str(out), "--overwrite"]) == 2
+    assert "not one" in capsys.readouterr().err and (out / "metrics.jsonl").exists() and (out / "encoder.safetensors").exists()
+    (out / ".infomax-run").touch()  # marked by hand, as the message says: it resumes
+    assert main(["pretrain", "--resume", "--max-steps", "5", "--out", str(out)]) == 0 and max(losses(out)) == 5
 
 
 PEERS = {"byol": ["--set", "method.predictor_hidden=16"], "simsiam": ["--set", "method.predictor_hidden=16"],

@@ -37,18 +37,16 @@ def resolve(init: str, method: str | None, recipe: str | None, addons: list[str]
     a constant lr without warm-up, 10 epochs, no kNN monitor; then flags and --set as for pretrain."""
     from ..methods.addons import parse
 
-    if resume and (Path(out) / CONFIG).exists():
-        given = sorted(k for k, v in continued.items() if v is not None) + (["add"] if addons else [])
+    if resume:
+        given = sorted(k for k, v in continued.items() if v is not None) + (["add"] if addons else []) + (["init"] if init else [])
         if given:
             raise ValueError(f"--resume continues the run as its config.yaml says; drop {', '.join('--' + g.replace('_', '-') for g in given)}.")
-        return resolve_tree(recipe, method, sets, flags, out, True)
+        return resolve_tree(recipe, method, sets, flags, out, True, verb="continue")
     if init is None:
         raise ValueError("name the encoder to continue from: --init efficientnet-lite0 | hf:<id> | FILE.safetensors | RUN_DIR.")
+    if Path(init).exists():  # stored absolute, so a resume from another folder finds it
+        init = str(Path(init).resolve())
     settings = C.build(C.ContinueConfig, {"init": init, **{k: v for k, v in continued.items() if v is not None}}, "continued")
-    if settings.lr_scale <= 0:
-        raise ValueError(f"--lr-scale must be positive, got {settings.lr_scale}.")
-    if settings.cached_views < 1:
-        raise ValueError(f"--cached-views must be at least 1, got {settings.cached_views}.")
     start = StartingPoint(init)
 
     def preset(tree: dict) -> None:
@@ -89,10 +87,15 @@ class StartingPoint:
                                download=bool(data.get("download")), image_size=data.get("image_size"))
         return default_resolution(build_encoder(self.encoder_path), dataset)
 
+    def created(self, method) -> list[str]:
+        """The method's parts (heads) this start has none of: created afresh."""
+        parts = [n for n, _ in method.named_children() if n not in ("encoder", "teacher")]
+        return parts if self.run is None or not (self.run / "state.safetensors").exists() else []
+
     def load_heads(self, method, name: str) -> list[str]:
         """Load the heads a pretrain run of the same method saved; returns the parts created afresh."""
         parts = [n for n, _ in method.named_children() if n not in ("encoder", "teacher")]
-        if self.run is None or not (self.run / "state.safetensors").exists():
+        if self.created(method):
             return parts
         saved = C.load(self.run / CONFIG)
         if saved.method_name != name:
@@ -127,6 +130,8 @@ def continue_pretraining(config: C.TrainConfig, out: Path, *, resume: bool = Fal
     per_rank = check_run(config)
     c, out = config.continued, Path(out)
     rundir.check_target(out, resume=resume, overwrite=overwrite)  # before minutes of feature extraction
+    if rundir.is_run(out):
+        rundir.claim(out)
     start = StartingPoint(c.init)
     data = _Data(config)
     from ..models import build_encoder
@@ -142,11 +147,10 @@ def continue_pretraining(config: C.TrainConfig, out: Path, *, resume: bool = Fal
 
         method = build_method(config, fabric.world_size, fabric.device.type, encoder=source.trainable)
         base = method.base if isinstance(method, WithAddOns) else method
-        if not resume:
-            created.extend(start.load_heads(base, config.method_name))
-            if created and fabric.global_rank == 0:
-                print(f"[continue] {c.init} has no {', '.join(created)} for {config.method_name}: created afresh",
-                      file=sys.stderr, flush=True)
+        created.extend(start.created(base) if resume else start.load_heads(base, config.method_name))  # resume: weights from the state
+        if created and not resume and fabric.global_rank == 0:
+            print(f"[continue] {c.init} has no {', '.join(created)} for {config.method_name}: created afresh",
+                  file=sys.stderr, flush=True)
         if before is not None:
             before["projector"] = _project(base, before["test"])
         return method, source.batches(per_rank, fabric), ()

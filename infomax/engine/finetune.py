@@ -230,14 +230,13 @@ class Trainer:
         labels[rows] = given
         return labels, rows, np.setdiff1d(prepared.validation, rows)
 
-    def train(self, resume: bool) -> None:
+    def setup(self, resume: bool) -> None:
         """The head on the engine's loop: one Fabric process (--device), warm-up then constant lr,
-        a checkpoint at every epoch end."""
+        a checkpoint at every epoch end. With `resume` the checkpoint is loaded here, before anything is written."""
         from lightning.fabric import Fabric
 
         from .loop import Loop, Schedule
 
-        save_subset(self.out / "labelled.json", self.labelled, self.labels, dataset=self.config.dataset, split="train", seed=self.config.seed)
         fabric = Fabric(accelerator=resolve_device(self.config.device), devices=1, precision="32-true")
         model, *optimisers = fabric.setup(self.method, *self.optimisers.values())
         warmup = self.config.warmup_steps
@@ -250,6 +249,11 @@ class Trainer:
         batches = FeatureBatches(self.sampler, self.prepared.train, self.labels, self.method.views, fabric.device,
                                  head_grid=self.config.cache_grid, augmentation=self.config.augmentation)
         self.loop = Loop(fabric, model, dict(zip(self.optimisers, optimisers)), batches, schedule, run, self.out, name="finetune")
+        if resume:
+            self.loop.restore()
+
+    def train(self, resume: bool) -> None:
+        save_subset(self.out / "labelled.json", self.labelled, self.labels, dataset=self.config.dataset, split="train", seed=self.config.seed)
         summary = self.loop.fit(resume)
         self.step, self.seconds = summary["steps"], summary["seconds"]
         self.last_terms = {k: v.detach() for k, v in self.loop.last_terms.items() if not k.startswith("_")}
@@ -295,15 +299,20 @@ def finetune(config: FinetuneConfig, out: Path, *, resume: bool = False, overwri
              prepared: Prepared | None = None, report: bool = True) -> dict:
     check_settings(config)
     rundir.check_target(out, resume=resume, overwrite=overwrite)
-    if resume and (Path(out) / "config.json").exists():
+    if rundir.is_run(out):  # resumed or overwritten: refuse a second owner before any work
+        rundir.claim(out)
+    if resume:
         check_resume(config, Path(out) / "config.json")
     prepared = prepared or prepare_features(config)
     trainer = Trainer(config, prepared, Path(out))  # every input is checked before anything is written
+    trainer.setup(resume)
     out = trainer.out = rundir.prepare(out, resume=resume, overwrite=overwrite)
     rundir.write_json(out / "config.json", config.record())
     rundir.record_environment(out)
     trainer.train(resume)
     metrics = trainer.evaluate()
+    if not any(k.startswith("last/") for k in metrics):  # a resume of a finished run trained nothing: keep what it had
+        metrics.update(rundir.previous_last(out))
     save_head(trainer, out / "head.safetensors", prepared.channels)
     rundir.write_json(out / "metrics.json", metrics)  # the run is finished and usable before any baseline check
     if config.baseline_check and not is_baseline(config):
@@ -350,7 +359,14 @@ RESUMABLE = {"baseline_check", "epochs", "min_steps", "log_every", "data_root", 
 
 
 def check_resume(config: FinetuneConfig, saved_path: Path) -> None:
-    rundir.refuse_changes(json.loads(saved_path.read_text()), config.record(), RESUMABLE, saved_path.name)
+    if not saved_path.is_file():
+        raise ValueError(f"--resume: {saved_path.parent} has no {saved_path.name} (it stopped before its settings were "
+                         "written), so there is nothing to resume; start again with --overwrite.")
+    try:
+        saved = json.loads(saved_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"--resume: {saved_path} cannot be read ({error}); restore it, or start again with --overwrite.") from None
+    rundir.refuse_changes(saved, config.record(), RESUMABLE, saved_path.name)
 
 
 def check_settings(config: FinetuneConfig) -> None:

@@ -10,7 +10,7 @@ random state (`state_dict`). Checkpoints (runs/checkpoint.py: weights, optimiser
 every rank's RNG and the source's state, one atomic safetensors file) are written every
 `checkpoint_every` steps, at each epoch end, at the end, and on SIGINT/SIGTERM; a resumed run
 repeats the uninterrupted one step for step (with fp32 or bf16; a resume that asks for more epochs
-stretches the schedule over the new total from where it stands). A non-finite loss stops the run before the
+goes on from the lr it stands at: Schedule stretches the rest of the schedule over the new steps). A non-finite loss stops the run before the
 optimiser steps, naming the term and the step, so the last checkpoint stays good.
 """
 from __future__ import annotations
@@ -43,16 +43,46 @@ class Interrupted(KeyboardInterrupt):
 
 @dataclass
 class Schedule:
-    """The lr factor per step; pretrain builds it from ScheduleConfig (where the defaults live), finetune from its config."""
+    """The lr factor per step; pretrain builds it from ScheduleConfig (where the defaults live), finetune from its config.
+
+    A run extended on resume (more epochs or steps) keeps the lr it stands at: what was left of its schedule
+    after the resume step is stretched in time over the new remaining steps (`stretches`: (resume step,
+    total steps before it) per extension), so the cosine goes on from the same lr, only more slowly.
+    """
 
     total_steps: int
     warmup_steps: int
     warmup_start: float
     decay: str
     final_factor: float
+    stretches: tuple[tuple[int, int], ...] = ()
 
     def factor(self, step: int) -> float:
-        return lr_factor(step, self.total_steps, self.warmup_steps, self.warmup_start, self.decay, self.final_factor)
+        t, total = float(step), self.total_steps
+        for start, before in reversed(self.stretches):
+            if t > start:
+                t = start + (t - start) * (before - start) / (total - start)
+            total = before
+        return lr_factor(t, total, self.warmup_steps, self.warmup_start, self.decay, self.final_factor)
+
+    def record(self) -> dict:
+        return {"total_steps": self.total_steps, "warmup_steps": self.warmup_steps, "stretches": [list(s) for s in self.stretches]}
+
+    def resumed(self, saved: dict | None, step: int) -> "Schedule":
+        """This schedule for a run resumed at `step` whose checkpoint recorded `saved` (None: a checkpoint from
+        before records, taken as it is). A longer run stretches the rest of the saved schedule."""
+        if not saved:
+            return self
+        stretches, warmup = tuple(tuple(s) for s in saved["stretches"]), saved["warmup_steps"]
+        before = Schedule(saved["total_steps"], warmup, self.warmup_start, self.decay, self.final_factor, stretches)
+        if self.total_steps == before.total_steps or step > self.total_steps:
+            return before
+        if step >= before.total_steps and self.decay == "cosine" and self.final_factor == 0:
+            raise ValueError(f"this run finished its {before.total_steps}-step schedule, its cosine down to lr 0; more steps "
+                             "would train at lr 0. Train it further with `infomax continue --init` and this run's folder (a "
+                             "new schedule at a fraction of the lr), or start a longer run.")
+        return Schedule(self.total_steps, warmup, self.warmup_start, self.decay, self.final_factor,
+                        (*stretches, (step, before.total_steps)))
 
 
 class Loop:
@@ -75,6 +105,7 @@ class Loop:
         self._bar = None
         self.step, self.seconds, self.last_terms = 0, 0.0, {}
         self._stop: int | None = None
+        self._restored = False
         missing = [s for s in self.method.stages if s not in optimisers]
         if missing:
             raise ValueError(f"no optimiser for the method's stage(s) {missing}.")
@@ -134,14 +165,22 @@ class Loop:
     def _log(self, record: dict, terms: dict) -> None:
         for watch in self.watch:
             record.update(watch(self, terms))
-        values = {k: float(v) for k, v in record.items()}
-        if self.fabric.world_size > 1:  # the mean over ranks of what each rank saw
-            keys = sorted(values)
-            mean = self.fabric.all_reduce(torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.fabric.device),
-                                          reduce_op="mean")
-            values = dict(zip(keys, mean.tolist()))
+        values = self._mean_over_ranks({k: float(v) for k, v in record.items()})
         epoch = self.step / max(len(self.batches), 1)
         self.emit({"step": self.step, "epoch": round(epoch, 4), **values})
+
+    def _mean_over_ranks(self, values: dict[str, float]) -> dict[str, float]:
+        """The mean over ranks of what each rank saw (a collective: every rank calls it with the same keys)."""
+        if self.fabric.world_size == 1 or not values:
+            return values
+        keys = sorted(values)
+        mean = self.fabric.all_reduce(torch.tensor([values[k] for k in keys], dtype=torch.float64, device=self.fabric.device),
+                                      reduce_op="mean")
+        return dict(zip(keys, mean.tolist()))
+
+    def last_values(self) -> dict[str, float]:
+        """The last step's terms, named as in the log, as the mean over ranks that metrics.jsonl logs."""
+        return self._mean_over_ranks({k: float(v.detach()) for k, v in self.last_terms.items() if not k.startswith("_")})
 
     def emit(self, record: dict) -> None:
         """Write one metrics record (rank 0): metrics.jsonl, TensorBoard, the progress line."""
@@ -154,13 +193,11 @@ class Loop:
     # ------------------------------------------------------------ epochs, checkpoints, signals
 
     def fit(self, resume: bool = False) -> dict:
-        if resume and (self.out / STATE).exists():
+        """Train to the schedule's end; with `resume`, from the checkpoint (`restore` first, unless called already)."""
+        if resume and not self._restored:
             self.restore()
-        elif resume and self.fabric.global_rank == 0:  # killed before its first checkpoint: start over, log included
-            rundir.truncate_log(self.out, 0)
-        if self.step > self.schedule.total_steps:
-            raise ValueError(f"this run is at step {self.step}, past the {self.schedule.total_steps} steps asked; "
-                             "ask for more epochs or steps, not fewer.")
+        if resume and self.fabric.global_rank == 0:  # lines logged after the checkpoint (all of them when none) go
+            rundir.truncate_log(self.out, self.step)
         per_epoch = len(self.batches)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         started = self._segment_start = time.perf_counter()
@@ -200,11 +237,17 @@ class Loop:
             self.save()
 
     def _end_epoch(self, epoch: int) -> None:
+        self.save()  # before the monitors: a monitor that fails never costs the epoch
         for monitor in self.monitors:
-            record = monitor(self, epoch + 1)
+            try:
+                record = monitor(self, epoch + 1)
+            except Exception as error:  # noqa: BLE001 - a monitor only watches; training goes on without it
+                self.monitors = tuple(m for m in self.monitors if m is not monitor)
+                print(f"[{self.name}] warning: the {type(monitor).__name__} failed after epoch {epoch + 1} ({error}); "
+                      "it is off for the rest of the run, and training goes on.", file=sys.stderr, flush=True)
+                continue
             if record:
                 self.emit({"step": self.step, "epoch": epoch + 1, **record})
-        self.save()
 
     def _on_signal(self, signum, frame) -> None:
         if self._stop is not None:  # a second Ctrl-C stops at once; the last checkpoint stands
@@ -231,12 +274,22 @@ class Loop:
         if self.fabric.global_rank == 0:
             running = time.perf_counter() - self._segment_start if self._segment_start is not None else 0.0
             counters = {"step": self.step, "seconds": self.seconds + running, "world_size": self.fabric.world_size,
-                        "precision": _plain(self.fabric.strategy.precision.state_dict())}  # 16-mixed: the loss scale
+                        "precision": _plain(self.fabric.strategy.precision.state_dict()),  # 16-mixed: the loss scale
+                        "schedule": self.schedule.record()}
             save_training_state(self.out / STATE, {"method": self.method}, self.optimisers, counters, extra)
         self.fabric.barrier()
 
     def restore(self) -> None:
-        counters = load_training_state(self.out / STATE, {"method": self.method}, self.optimisers)
+        """Load the checkpoint, when there is one, and check it fits the schedule; writes nothing, so a refused
+        resume leaves the run as it was."""
+        self._restored = True
+        if not (self.out / STATE).exists():  # killed before its first checkpoint: it starts over
+            return
+        try:
+            counters = load_training_state(self.out / STATE, {"method": self.method}, self.optimisers)
+        except Exception as error:  # noqa: BLE001 - safetensors, JSON and shape errors alike: the file is damaged
+            raise ValueError(f"{self.out / STATE} cannot be read ({type(error).__name__}: {error}); the run cannot resume "
+                             "from it. Restore a copy, or start again with --overwrite.") from None
         if counters.get("world_size", 1) != self.fabric.world_size:
             raise ValueError(f"{self.out} was trained on {counters['world_size']} processes; resume it with "
                              f"--devices {counters['world_size']} (got {self.fabric.world_size}).")
@@ -249,9 +302,10 @@ class Loop:
         set_rng_state({k: v for k, v in mine.items() if not k.startswith(("batches/", "method/"))})
         self.batches.load_state_dict({k[len("batches/"):]: v for k, v in mine.items() if k.startswith("batches/")})
         self.method.load_rank_state({k[len("method/"):]: v for k, v in mine.items() if k.startswith("method/")})
-        if self.fabric.global_rank == 0:
-            rundir.truncate_log(self.out, self.step)
-        self.fabric.barrier()
+        if self.step > self.schedule.total_steps:
+            raise ValueError(f"this run is at step {self.step}, past the {self.schedule.total_steps} steps asked; "
+                             "ask for more epochs or steps, not fewer.")
+        self.schedule = self.schedule.resumed(counters.get("schedule"), self.step)
 
     # ------------------------------------------------------------ watching
 

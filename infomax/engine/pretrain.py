@@ -8,6 +8,7 @@ and encoder.safetensors, which `evaluate`, `analyze` and `finetune --backbone` a
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,7 @@ import torch
 from .. import config as C
 from .. import methods
 from ..runs import rundir
-from .loop import Loop, Schedule
+from .loop import STATE, Loop, Schedule
 from .monitors import KNNMonitor, embedding_spread, redundancy_to_alignment
 from .optim import build_optimiser
 
@@ -24,19 +25,23 @@ CONFIG = "config.yaml"
 # Settings a resumed run may change; any other difference from config.yaml is refused.
 RESUMABLE = {"schedule.epochs", "schedule.max_steps", "run.checkpoint_every", "run.log_every", "run.progress",
              "run.knn_every", "data.data_root", "data.download", "run.abort_on_collapse"}
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
-ACCELERATORS = ("cpu", "cuda", "mps", "auto")
+PRECISIONS, ACCELERATORS = C.PRECISIONS, C.ACCELERATORS
 
 
 def resolve(recipe: str | None, method: str | None, sets: list[str], flags: dict, out: Path, resume: bool,
-            preset=None) -> C.TrainConfig:
+            preset=None, verb: str = "pretrain") -> C.TrainConfig:
     """The run's config: config.yaml of the run (resume) or the recipe (then `preset(tree)`, a verb's own
-    changes to a fresh recipe), then flags, then --set."""
+    changes to a fresh recipe), then flags, then --set. `verb`: the command, whose runs alone it resumes."""
     saved = out / CONFIG
-    if resume and saved.exists():
-        tree = C.to_dict(C.load(saved))
+    if resume:
+        tree = saved_tree(out)
         if method and method != tree["method"]["name"]:
             raise ValueError(f"--resume: {out} trains {tree['method']['name']}, not {method}; drop --method or choose another --out.")
+        if recipe:
+            raise ValueError(f"--resume reads the run's own settings from {saved}; drop --recipe {recipe}.")
+        made_by = "continue" if tree.get("continued") is not None else "pretrain"
+        if made_by != verb:
+            raise ValueError(f"--resume: {out} is an `infomax {made_by}` run; resume it with `infomax {made_by} --resume --out {out}`.")
     else:
         if not method and not recipe:
             raise ValueError(f"name a method (--method {'|'.join(methods.METHODS)}) or a --recipe.")
@@ -55,12 +60,24 @@ def resolve(recipe: str | None, method: str | None, sets: list[str], flags: dict
     return C.build_config(tree)
 
 
+def saved_tree(out: Path) -> dict:
+    """The settings config.yaml of the run in `out` records, as a tree; a clear error when they cannot be read."""
+    saved = Path(out) / CONFIG
+    if not saved.is_file():
+        raise ValueError(f"--resume: {out} has no {CONFIG} (it stopped before its settings were written), so there is "
+                         "nothing to resume; start again with --overwrite.")
+    try:
+        return C.to_dict(C.load(saved))
+    except (ValueError, OSError) as error:
+        raise ValueError(f"--resume: {saved} cannot be read ({error}); restore it, or start again with --overwrite.") from None
+
+
 def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
 def check_resume(config: C.TrainConfig, out: Path) -> None:
-    rundir.refuse_changes(_flat(C.to_dict(C.load(out / CONFIG))), _flat(C.to_dict(config)), RESUMABLE, CONFIG)
+    rundir.refuse_changes(_flat(saved_tree(out)), _flat(C.to_dict(config)), RESUMABLE, CONFIG)
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -74,19 +91,30 @@ def _flat(tree: dict, prefix: str = "") -> dict:
 
 
 def check_devices(run, batch_size: int) -> None:
-    if run.precision not in PRECISIONS:
-        raise ValueError(f"--precision must be one of {', '.join(PRECISIONS)}, got {run.precision!r}.")
-    if run.accelerator not in ACCELERATORS:
-        raise ValueError(f"--accelerator must be one of {', '.join(ACCELERATORS)}, got {run.accelerator!r}.")
+    """What RunConfig cannot know alone: this machine's devices, the launcher, the batch's split."""
     if run.accelerator == "cuda" and not torch.cuda.is_available():
         raise ValueError("--accelerator cuda: this machine has no CUDA device (or this torch is a CPU build); use --accelerator cpu.")
     if run.accelerator == "mps" and not torch.backends.mps.is_available():
         raise ValueError("--accelerator mps: MPS is not available here; use --accelerator cpu.")
-    if run.devices < 1 or run.num_nodes < 1:
-        raise ValueError(f"--devices and --num-nodes must be at least 1, got {run.devices} and {run.num_nodes}.")
+    on_cpu = run.accelerator == "cpu" or (run.accelerator == "auto" and not torch.cuda.is_available()
+                                          and not torch.backends.mps.is_available())
+    if run.precision == "16-mixed" and on_cpu:
+        raise ValueError("--precision 16-mixed needs a GPU (on a CPU it would run bf16 and say fp16); use bf16-mixed.")
+    if run.num_nodes > 1 and not launched():
+        raise ValueError(f"--num-nodes {run.num_nodes} needs a launcher that starts this command on every node, or it waits "
+                         f"forever for the others: `torchrun --nnodes {run.num_nodes} --nproc-per-node {run.devices} "
+                         "--rdzv-backend c10d --rdzv-endpoint HOST:29500 -m infomax pretrain ...` on each node, or `srun` "
+                         "inside an sbatch job on SLURM.")
     world = run.devices * run.num_nodes
     if batch_size % world:
         raise ValueError(f"--batch-size {batch_size} does not split over {world} processes; use a multiple of {world}.")
+
+
+def launched() -> bool:
+    """Started by a multi-node launcher Fabric knows (torchrun, SLURM, LSF, MPI)."""
+    from lightning.fabric.plugins.environments import LSFEnvironment, MPIEnvironment, SLURMEnvironment, TorchElasticEnvironment
+
+    return any(env.detect() for env in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment))
 
 
 def make_fabric(run, out: Path):
@@ -136,9 +164,6 @@ def check_run(config: C.TrainConfig) -> int:
     """Checks every training verb makes before anything is built; returns the per-device batch."""
     run = config.run
     check_devices(run, config.optim.batch_size)
-    for name in ("checkpoint_every", "log_every"):
-        if getattr(run, name) < 1:
-            raise ValueError(f"run.{name} must be at least 1 (optimiser steps), got {getattr(run, name)}.")
     per_rank = config.optim.batch_size // (run.devices * run.num_nodes)
     cls = methods.METHODS[config.method_name]
     if per_rank < cls.min_batch:
@@ -159,6 +184,10 @@ def view_recipe(config: C.TrainConfig):
     if len(recipe) < cls.num_views:
         raise ValueError(f"{config.method_name} trains on at least {cls.num_views} views; the view recipe "
                          f"{config.data.views!r} gives {len(recipe)}. Choose another data.views (or drop it for the method's own).")
+    if cls.max_views is not None and len(recipe) > cls.max_views:
+        raise ValueError(f"{config.method_name} trains on {cls.max_views} views, but data.views={config.data.views!r} makes "
+                         f"{len(recipe)}: the rest would be made and thrown away. Drop data.views (or choose a 2-view one); "
+                         "multi-crop is for swav, mira and hydes.")
     return recipe
 
 
@@ -176,10 +205,16 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
         from ..data.batches import ViewBatches
 
         method = build_method(config, fabric.world_size, fabric.device.type)
-        rows, bank, query = split_rows(train.labels, config.data.holdout, config.data.bank, config.optim.batch_size)
+        labelled = bool(len(train.labels)) and bool((train.labels >= 0).all())
+        holdout = config.data.holdout if labelled else 0  # no labels, no monitor: every image trains
+        rows, bank, query = split_rows(train.labels, holdout, config.data.bank, config.optim.batch_size)
         batches = ViewBatches(train.images, rows, recipe, per_rank, seed=config.run.seed, rank=fabric.global_rank,
                               world_size=fabric.world_size, device=fabric.device)
         run = config.run
+        if not labelled and run.knn_every and fabric.global_rank == 0:
+            print(f"[pretrain] {config.data.dataset} has unlabelled images, so the kNN monitor (which needs labels) is off "
+                  "and every image trains; evaluate the encoder on labelled data afterwards (infomax evaluate).",
+                  file=sys.stderr, flush=True)
         monitors = (KNNMonitor(train, bank, query, config.data.resolution, run.knn_k, run.knn_temperature, run.knn_every),) \
             if len(query) and len(bank) >= run.knn_k else ()
         return method, batches, monitors
@@ -191,58 +226,70 @@ def train_method(config: C.TrainConfig, out: Path, build, *, resume: bool, overw
                  name: str = "train") -> tuple[dict, object]:
     """The run of every training verb: Fabric, the run directory, `build(fabric) -> (method, batches,
     monitors)`, the Loop, and at the end encoder.safetensors, metrics.json and the report (rank 0).
-    Returns (the result, empty on other ranks; the trained method) for a verb's own evaluation."""
+    Nothing is written before every input is checked and a resume's checkpoint is loaded, and a new run
+    that stops before its first checkpoint leaves no folder behind. Returns (the result, empty on other
+    ranks; the trained method) for a verb's own evaluation."""
     out, run = Path(out), config.run
     fabric = make_fabric(run, out)
     if fabric.global_rank == 0:
         rundir.check_target(out, resume=resume, overwrite=overwrite)
-        if resume and (out / CONFIG).exists():
+        if rundir.is_run(out):  # a run being resumed or overwritten: refuse a second owner before any work
+            rundir.claim(out)
+        if resume:
             check_resume(config, out)
-    fabric.launch()
-    torch.manual_seed(run.seed)  # the same initial weights on every rank
-    method, batches, monitors = build(fabric)
-    method.check_batch(config.optim.batch_size)
-    if fabric.device.type == "cuda":
-        method = method.to(memory_format=torch.channels_last)
-    optimiser = build_optimiser(method.stage_parameters("main"), config.optim)
-    compiled = torch.compile(method) if run.compile else method
-    model, optimiser = fabric.setup(compiled, optimiser)
-    schedule = make_schedule(config.schedule, len(batches))
-    loop = Loop(fabric, model, {"main": optimiser}, batches, schedule, run, out, monitors=monitors,
-                watch=(embedding_spread, redundancy_to_alignment, *watch), name=name, clip_grad=config.optim.clip_grad)
-    loop.method = method
-    if fabric.global_rank == 0:  # only now, with every input checked, is anything written
-        out = rundir.prepare(out, resume=resume, overwrite=overwrite)
-        C.save(config, out / CONFIG)
-        rundir.record_environment(out, world_size=fabric.world_size, device=str(fabric.device))
-    fabric.barrier()
-    summary = loop.fit(resume)
-    result = {"method": config.method_name, "steps": summary["steps"], "train_seconds": round(summary["seconds"], 2)}
-    if fabric.global_rank == 0:
-        from ..models.partial import Tail
-        from ..models.registry import save_encoder
+    try:
+        fabric.launch()
+        torch.manual_seed(run.seed)  # the same initial weights on every rank
+        method, batches, monitors = build(fabric)
+        method.check_batch(config.optim.batch_size)
+        if fabric.device.type == "cuda":
+            method = method.to(memory_format=torch.channels_last)
+        optimiser = build_optimiser(method.stage_parameters("main"), config.optim)
+        compiled = torch.compile(method) if run.compile else method
+        model, optimiser = fabric.setup(compiled, optimiser)
+        schedule = make_schedule(config.schedule, len(batches))
+        loop = Loop(fabric, model, {"main": optimiser}, batches, schedule, run, out, monitors=monitors,
+                    watch=(embedding_spread, redundancy_to_alignment, *watch), name=name, clip_grad=config.optim.clip_grad)
+        loop.method = method
+        if resume:
+            loop.restore()
+        fresh = not rundir.is_run(out)
+        if fabric.global_rank == 0:  # only now, with every input checked, is anything written
+            out = rundir.prepare(out, resume=resume, overwrite=overwrite)
+            C.save(config, out / CONFIG)
+            rundir.record_environment(out, world_size=fabric.world_size, device=str(fabric.device))
+        fabric.barrier()
+        try:
+            summary = loop.fit(resume)
+        except BaseException:
+            if fresh and fabric.global_rank == 0 and not (out / STATE).exists():  # nothing to resume: no folder to block a rerun
+                rundir.discard(out)
+            raise
+        result = {"method": config.method_name, "steps": summary["steps"], "train_seconds": round(summary["seconds"], 2)}
+        last = {f"last/{k}": v for k, v in loop.last_values().items()}  # every rank takes part
+        if fabric.global_rank == 0:
+            result.update(last or rundir.previous_last(out))  # a resume of a finished run trained nothing: keep what it had
+            _finish(out, method, monitors, fabric.device, result)
+        fabric.barrier()
+        return (result if fabric.global_rank == 0 else {}), method
+    finally:
+        rundir.release(out)
 
-        encoder = method.encoder
-        save_encoder(encoder.encoder if isinstance(encoder, Tail) else encoder, out / "encoder.safetensors")
-        if monitors:
-            result["knn_top1_holdout"] = monitors[0].score(method, fabric.device)
-        last = {f"last/{k}": float(v.detach()) for k, v in loop.last_terms.items() if not k.startswith("_")}
-        if not last and (out / "metrics.json").exists():  # a resume of a finished run trained nothing: keep what it had
-            import json
 
-            last = {k: v for k, v in json.loads((out / "metrics.json").read_text()).items() if k.startswith("last/")}
-        result.update(last)
-        rundir.write_json(out / "metrics.json", result)
-        _write_report(out)
-    fabric.barrier()
-    return (result if fabric.global_rank == 0 else {}), method
+def _finish(out: Path, method, monitors, device, result: dict) -> None:
+    """Rank 0 at the end: the encoder, the held-out kNN into `result`, metrics.json, the report."""
+    from ..models.partial import Tail
+    from ..models.registry import save_encoder
+
+    encoder = method.encoder
+    save_encoder(encoder.encoder if isinstance(encoder, Tail) else encoder, out / "encoder.safetensors")
+    if monitors and monitors[0].every:
+        result["knn_top1_holdout"] = monitors[0].score(method, device)
+    rundir.write_json(out / "metrics.json", result)
+    _write_report(out)
 
 
 def make_schedule(schedule: C.ScheduleConfig, per_epoch: int) -> Schedule:
-    if schedule.epochs < 1:
-        raise ValueError(f"--epochs must be at least 1, got {schedule.epochs}.")
-    if schedule.max_steps is not None and schedule.max_steps < 1:
-        raise ValueError(f"--max-steps must be at least 1, got {schedule.max_steps}.")
     total = schedule.epochs * per_epoch
     total = min(total, schedule.max_steps) if schedule.max_steps else total
     warmup = schedule.warmup_steps if schedule.warmup_steps is not None else round(schedule.warmup_epochs * per_epoch)

@@ -195,6 +195,8 @@ def _format(value) -> str:
 def _best(key: str, values: list) -> set[int]:
     """Indices of the best runs in a row, when the key says which direction is better."""
     name = key.lower().split("/")[-1]
+    if name.endswith("std") or "_std_" in name:  # a spread over seeds: neither larger nor smaller is "better"
+        return set()
     direction = 1 if HIGHER_IS_BETTER.search(name) else -1 if LOWER_IS_BETTER.search(name) else 0
     numbers = [(i, n) for i, v in enumerate(values) if (n := _number(v)) is not None and math.isfinite(n)]
     if not direction or len(numbers) < 2 or len({n for _, n in numbers}) < 2:

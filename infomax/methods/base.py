@@ -75,6 +75,7 @@ class Method(Steps):
     Settings: ClassVar[type]
     default_views: ClassVar[str] = "plain"  # the view recipe of data/views.py this method trains with
     num_views: ClassVar[int] = 2
+    max_views: ClassVar[int | None] = 2  # views a step reads; None: every view of a multi-crop recipe
     min_batch: ClassVar[int] = 2  # per device
     communicates: ClassVar[bool] = True  # gathers across ranks and synchronises batch norm under DDP
     embeddings: ClassVar[tuple[str, ...]] = ("projector", "backbone")  # what its terms' "_embeddings" hold (add-ons)
@@ -215,6 +216,7 @@ class PrototypeMethod(Method):
     the prototypes get no gradient step in the first `freeze_prototypes_epochs` epochs."""
 
     projector_kind: ClassVar[str]
+    max_views = None
 
     def __init__(self, encoder: nn.Module, settings):
         super().__init__(encoder, settings)

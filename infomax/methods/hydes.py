@@ -35,6 +35,7 @@ class HyDeSSettings(ProjectorSettings):
 
 class HyDeS(Method):
     name, Settings, default_views = "hydes", HyDeSSettings, "multicrop"
+    max_views = None
 
     def __init__(self, encoder, settings: HyDeSSettings):
         super().__init__(encoder, settings)

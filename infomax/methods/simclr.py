@@ -15,6 +15,10 @@ class SimCLRSettings(ProjectorSettings):
     temperature: float = default(info_nce, "temperature")
     gather: bool = True  # negatives from every rank
 
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ValueError(f"method.temperature must be positive, got {self.temperature}.")
+
 
 class SimCLR(TwoViewMethod):
     name, Settings, default_views, projector_kind = "simclr", SimCLRSettings, "simclr", "simclr"

@@ -104,6 +104,11 @@ def load_encoder(path: str | os.PathLike, device: str = "cpu") -> Encoder:
     from safetensors.torch import load_file
 
     config = read_encoder_config(path)
+    name = str(config["name"])
+    if name not in ENCODERS and not (name.startswith("hf:") and isinstance(config.get("hf_config"), dict)):
+        raise ValueError(f"{str(path)!r}: its {METADATA_KEY!r} metadata names {name!r}, not an architecture written by "
+                         "save_encoder; infomax loads only what you name, so the file is refused. Write it again with "
+                         "save_encoder (or `infomax pretrain`).")
     if "pretrained" in config:
         config["pretrained"] = False  # the weights come from the checkpoint
     encoder = build_encoder(**config)

@@ -45,9 +45,10 @@ def write_json(path: Path, record: dict, indent: int | None = 1) -> None:
 
 
 def save_tensors(path: Path, tensors: dict, metadata: dict | None = None) -> None:
-    """A safetensors file (tensors moved to the CPU, made contiguous), written atomically."""
-    from safetensors.torch import save_file
+    """A safetensors file (tensors moved to the CPU, made contiguous), written atomically. Serialised in
+    memory and written by Python, so a full disk raises OSError (ENOSPC) as every other write does, not
+    the library's own error type."""
+    from safetensors.torch import save
 
     cpu = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    with replacing(Path(path)) as tmp:
-        save_file(cpu, str(tmp), metadata={k: str(v) for k, v in (metadata or {}).items()})
+    write_atomic(Path(path), save(cpu, metadata={k: str(v) for k, v in (metadata or {}).items()}))
