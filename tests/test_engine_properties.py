@@ -148,3 +148,49 @@ def test_a_run_resumed_mid_epoch_reads_the_rest_of_that_epoch_then_the_next(tmp_
     assert batches.calls == [(1, 1), (2, 0)]  # step 3 of 2-batch epochs is the second batch of epoch 1
     assert method.epoch_starts == [1, 2]
     assert method.step_calls == [(3, 6), (4, 6), (5, 6)]  # hooks count optimiser steps over the whole run
+
+
+class ViewPairs(Batches):
+    """`per_epoch` batches of two random 8 x 8 views of 8 images each, the same for a given step."""
+
+    def epoch(self, epoch, skip=0):
+        for i in range(skip, self.per_epoch):
+            g = torch.Generator().manual_seed(100 * epoch + i)
+            yield {"views": [torch.rand(8, 3, 8, 8, generator=g) for _ in range(2)]}
+
+
+def test_the_ema_teacher_is_the_momentum_weighted_average_of_the_students_steps(tmp_path):
+    """BYOL Eq. 1 with the cosine momentum of Sec. 3.2, by hand: t_0 = s_0, t_k+1 = m_k t_k + (1 - m_k) s_k+1,
+    m_k = 1 - (1 - base)(cos(pi k / K) + 1) / 2; batch-norm statistics are the student's."""
+    from infomax import methods
+    from infomax.models import build_encoder
+
+    torch.manual_seed(0)
+    byol = methods.build("byol", build_encoder("convnet", width=4), projector_hidden=16, projector_out=8, predictor_hidden=8,
+                         momentum_base=0.9)
+    student = {**{f"encoder.{k}": v for k, v in byol.encoder.named_parameters()},
+               **{f"projector.{k}": v for k, v in byol.projector.named_parameters()}}
+    seen = []
+
+    def record(loop, terms):
+        teacher = dict(loop.method.teacher.ema.module.named_parameters())
+        seen.append(({k: v.detach().clone() for k, v in student.items()}, {k: v.detach().clone() for k, v in teacher.items()},
+                     loop.method.teacher.ema.module.projector.state_dict()["1.running_mean"].clone(),
+                     byol.projector.state_dict()["1.running_mean"].clone()))
+        return {}
+
+    expected = {k: v.detach().clone() for k, v in student.items()}  # t_0 = s_0
+    optimiser = torch.optim.SGD(byol.stage_parameters("main"), lr=0.5)
+    optimiser.param_groups[0]["base_lr"] = 0.5
+    fabric = Fabric(accelerator="cpu", devices=1)
+    model, wrapped = fabric.setup(byol, optimiser)
+    Loop(fabric, model, {"main": wrapped}, ViewPairs(2), Schedule(4, 0, 1.0, "constant", 1.0), RUN, tmp_path,
+         watch=(record,)).fit()
+    assert len(seen) == 4
+    for k, (after, teacher, teacher_stats, student_stats) in enumerate(seen):
+        m = 1 - 0.1 * (math.cos(math.pi * k / 4) + 1) / 2
+        expected = {name: m * expected[name] + (1 - m) * after[name] for name in expected}
+        for name, value in teacher.items():
+            torch.testing.assert_close(value, expected[name], msg=lambda text, name=name, k=k: f"step {k}, {name}: {text}")
+        assert torch.equal(teacher_stats, student_stats)
+    assert not torch.equal(seen[-1][0]["encoder.features.0.0.weight"], seen[0][0]["encoder.features.0.0.weight"])
