@@ -102,7 +102,7 @@ def add_evaluation(verbs) -> None:
 PRETRAIN_FLAGS = {"dataset": "data.dataset", "data_root": "data.data_root", "resolution": "data.resolution",
                   "image_size": "data.image_size", "download": "data.download",
                   "epochs": "schedule.epochs", "max_steps": "schedule.max_steps", "batch_size": "optim.batch_size",
-                  "seed": "run.seed", "checkpoint_every": "run.checkpoint_every", "accelerator": "run.accelerator",
+                  "lr": "optim.lr", "seed": "run.seed", "checkpoint_every": "run.checkpoint_every", "accelerator": "run.accelerator",
                   "devices": "run.devices", "num_nodes": "run.num_nodes", "precision": "run.precision",
                   "compile": "run.compile", "abort_on_collapse": "run.abort_on_collapse"}
 
@@ -150,7 +150,9 @@ def add_continue(verbs) -> None:
     from .methods.addons import ADDONS
 
     p = verbs.add_parser("continue", help="continued pre-training of a trained encoder with add-on losses (E2MC), "
-                         "evaluated before and after", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                         "evaluated before and after",
+                         description="Options left out take the base recipe's value, with continued pre-training's lr "
+                                     "scale, constant lr and 10 epochs (`infomax recipes NAME` prints a recipe).")
     p.add_argument("--init", help="the encoder to start from: efficientnet-lite0, hf:<id>, an encoder .safetensors or a pretrain run")
     p.add_argument("--method", choices=list(METHODS), help="the base method; its recipe is METHOD-cpu unless --recipe")
     p.add_argument("--recipe", metavar="NAME|FILE", help="the base method's recipe (its lr is scaled by --lr-scale)")
@@ -204,7 +206,7 @@ def add_pretrain(verbs) -> None:
     from .methods import METHODS
 
     p = verbs.add_parser("pretrain", help="self-supervised pretraining of an encoder (simclr, barlow_twins, vicreg, smi, byol, simsiam, swav, mira, hydes)",
-                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                         description="Options left out take the recipe's value (`infomax recipes NAME` prints them).")
     p.add_argument("--method", choices=list(METHODS), help="the method; its default recipe is METHOD-cpu")
     p.add_argument("--recipe", metavar="NAME|FILE", help="a recipe from `infomax recipes` or a YAML file")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting, e.g. optim.lr=0.1 (repeatable)")
@@ -213,11 +215,12 @@ def add_pretrain(verbs) -> None:
     p.add_argument("--dataset", help="any dataset the data layer knows (cifar10, fashion-mnist, digits, mnist-5k, ...)")
     add_data_root(p)
     for name, kind, text in (("epochs", int, "passes over the training images"), ("max-steps", int, "stop after this many optimiser steps"),
+                             ("lr", float, "base learning rate (optim.lr)"),
                              ("batch-size", int, "global batch, split over devices"), ("resolution", int, "side of the views in pixels"),
                              ("seed", int, "seeds weights, shuffling and augmentation"),
                              ("checkpoint-every", int, "optimiser steps between checkpoints"),
                              ("devices", int, "processes per node (DDP when more than 1)"), ("num-nodes", int, "nodes (torchrun / SLURM)")):
-        p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind, help=f"{text} (default: the recipe's)")
+        p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind, help=text)
     p.add_argument("--accelerator", choices=ACCELERATORS)
     p.add_argument("--precision", choices=PRECISIONS)
     p.add_argument("--compile", action="store_true", help="torch.compile the method")

@@ -109,7 +109,7 @@ def test_pretrain_composes_an_add_on_and_resume_keeps_it(tmp_path):
     out = tmp_path / "run"
     argv = ["pretrain", "--method", "simsiam", "--add", "e2mc:space=hypercube", "--dataset", "digits", "--batch-size", "64",
             "--set", "model.options.width=8", "--set", "method.projector_hidden=32", "--set", "method.projector_out=32",
-            "--set", "method.predictor_hidden=8", "--set", "run.knn_every=0", "--set", "run.log_every=1", "--out", str(out)]
+            "--set", "method.predictor_hidden=8", "--set", "run.knn_every=0", "--set", "run.log_every=1", "--set", "schedule.decay=constant", "--out", str(out)]
     assert main([*argv, "--max-steps", "2"]) == 0
     assert "space: hypercube" in (out / "config.yaml").read_text()
     assert main([*argv[:3], *argv[5:], "--max-steps", "3", "--resume"]) == 0

@@ -384,3 +384,42 @@ def test_the_report_marks_no_best_spread():
     from infomax.eval.report import _best
 
     assert _best("knn_top1_std", [1.0, 2.0]) == set() and _best("knn_top1", [1.0, 2.0]) == {1}
+
+
+def test_continue_takes_a_recipe_written_for_continue_as_written(tmp_path):
+    import yaml
+
+    from infomax.engine.continued import resolve
+    from infomax.models import build_encoder, save_encoder
+
+    start = str(save_encoder(build_encoder("convnet", width=8), tmp_path / "encoder.safetensors"))
+    recipe = yaml.safe_load((Path(__file__).parents[1] / "infomax" / "recipes" / "vicreg-cpu.yaml").read_text())
+    recipe.update({"optim": {**recipe["optim"], "lr": 0.004}, "schedule": {"epochs": 3, "decay": "cosine"},
+                   "data": {"dataset": "digits", "resolution": 24}, "continued": {"init": "elsewhere", "train_from": "block2"}})
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(recipe))
+    config = resolve(start, None, str(tmp_path / "mine.yaml"), [], [], {}, {}, tmp_path / "out", False)
+    assert (config.optim.lr, config.schedule.epochs, config.schedule.decay, config.data.resolution) == (0.004, 3, "cosine", 24)
+    assert config.continued.train_from == "block2" and config.continued.init == start
+    del recipe["continued"]  # a pretraining recipe: the base method's, run by continue's protocol
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(recipe))
+    config = resolve(start, None, str(tmp_path / "base.yaml"), [], [], {}, {}, tmp_path / "out", False)
+    assert (config.optim.lr, config.schedule.epochs, config.schedule.decay) == (0.004 * 0.01, 10, "constant")
+
+
+def test_first_contact_help_lr_and_run_folders(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["pretrain", "--help"])
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text and "--lr" in text
+    out = tmp_path / "run"
+    assert pretrain("--method", "smi", *TINY, "--max-steps", "1", "--lr", "0.05", "--out", str(out)) == 0
+    import yaml
+
+    assert yaml.safe_load((out / "config.yaml").read_text())["optim"]["lr"] == 0.05
+    err = capsys.readouterr().err
+    assert "starting step 0 of 1" in err and "step 1/1" in err  # shown at once on a non-terminal, not after 30 s
+    from infomax.models import build_encoder
+
+    assert build_encoder(str(out)).dim == build_encoder(str(out / "encoder.safetensors")).dim  # a run folder names its encoder
+    with pytest.raises(ValueError, match="folder without encoder.safetensors"):
+        build_encoder(str(tmp_path))

@@ -34,7 +34,9 @@ FLAGS = ("init", "lr_scale", "train_from", "cached_views", "train_images", "eval
 def resolve(init: str, method: str | None, recipe: str | None, addons: list[str], sets: list[str], flags: dict,
             continued: dict, out: Path, resume: bool) -> C.TrainConfig:
     """The recipe of the base method with the continue settings: the start encoder, lr x lr_scale (once),
-    a constant lr without warm-up, 10 epochs, no kNN monitor; then flags and --set as for pretrain."""
+    a constant lr without warm-up, 10 epochs, no kNN monitor; then flags and --set as for pretrain.
+    A recipe written for continue (with a `continued` section, as a continue run's config.yaml) is taken
+    as written: its lr, schedule, resolution, add-ons and continue settings, under the flags."""
     from ..methods.addons import parse
 
     if resume:
@@ -46,22 +48,26 @@ def resolve(init: str, method: str | None, recipe: str | None, addons: list[str]
         raise ValueError("name the encoder to continue from: --init efficientnet-lite0 | hf:<id> | FILE.safetensors | RUN_DIR.")
     if Path(init).exists():  # stored absolute, so a resume from another folder finds it
         init = str(Path(init).resolve())
-    settings = C.build(C.ContinueConfig, {"init": init, **{k: v for k, v in continued.items() if v is not None}}, "continued")
+    given = {k: v for k, v in continued.items() if v is not None}
+    C.build(C.ContinueConfig, {"init": init, **given}, "continued")  # checked before the recipe is read
     start = StartingPoint(init)
 
     def preset(tree: dict) -> None:
+        written = tree.get("continued") is not None
+        settings = C.build(C.ContinueConfig, {**(tree["continued"] if written else {}), "init": init, **given}, "continued")
         tree["model"] = {"backbone": start.encoder_path, "options": {}}
-        optim = tree.setdefault("optim", {})
-        optim["lr"] = float(optim.get("lr", C.OptimConfig.lr)) * settings.lr_scale
-        tree.setdefault("schedule", {}).update({"epochs": 10, "warmup_epochs": 0.0, "warmup_steps": 0, "decay": "constant"})
+        if not written:
+            optim = tree.setdefault("optim", {})
+            optim["lr"] = float(optim.get("lr", C.OptimConfig.lr)) * settings.lr_scale
+            tree.setdefault("schedule", {}).update({"epochs": 10, "warmup_epochs": 0.0, "warmup_steps": 0, "decay": "constant"})
         tree.setdefault("run", {})["knn_every"] = 0
         data = tree.setdefault("data", {})
         data.update({k.split(".", 1)[1]: v for k, v in flags.items() if k.startswith("data.") and v is not None})
         data["holdout"] = 0
-        if flags.get("data.resolution") is None:
+        if flags.get("data.resolution") is None and not (written and "resolution" in data):
             data["resolution"] = start.resolution(data)
         tree["continued"] = dataclasses.asdict(settings)
-        tree["addons"] = [parse(a) for a in addons]
+        tree["addons"] = [parse(a) for a in addons] if addons or not written else tree.get("addons") or []
 
     return resolve_tree(recipe, method, sets, flags, out, resume, preset=preset)
 

@@ -201,7 +201,10 @@ class Loop:
         per_epoch = len(self.batches)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         started = self._segment_start = time.perf_counter()
-        self._started, self._shown, self._first_step = started, started, self.step
+        self._started, self._shown, self._first_step = started, None, self.step
+        if self.fabric.global_rank == 0 and self.run.progress:
+            print(f"[{self.name}] {'resumed at' if self.step else 'starting'} step {self.step} of {self.schedule.total_steps} "
+                  f"({per_epoch} per epoch), checkpoints in {self.out}", file=sys.stderr, flush=True)
         self._open_bar()
         try:
             while self.step < self.schedule.total_steps:
@@ -323,8 +326,8 @@ class Loop:
             self._bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
             return
         now = time.perf_counter()
-        if now - self._shown < 30 and self.step != self.schedule.total_steps:
-            return
+        if self._shown is not None and now - self._shown < 30 and self.step != self.schedule.total_steps:
+            return  # the first logged step is shown at once, then one line every 30 s
         rate = (self.step - self._first_step) / max(now - self._started, 1e-9)
         eta = (self.schedule.total_steps - self.step) / max(rate, 1e-9)
         print(f"[{self.name}] step {self.step}/{self.schedule.total_steps}, loss {record['loss']:.4f}, "

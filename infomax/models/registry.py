@@ -33,10 +33,15 @@ ENCODERS: dict[str, Callable[..., Encoder]] = {
 
 
 def build_encoder(name: str, **options) -> Encoder:
-    """An encoder by registry name, `hf:<model id>`, or `.safetensors` checkpoint path."""
+    """An encoder by registry name, `hf:<model id>`, `.safetensors` checkpoint path, or a run directory holding one."""
     if not isinstance(name, (str, os.PathLike)):
         raise ValueError(f"Encoder `name` must be a string, got {type(name).__name__}.")
     name = os.fspath(name)
+    if os.path.isdir(name):  # a run directory: its exported encoder
+        if not os.path.isfile(os.path.join(name, "encoder.safetensors")):
+            raise ValueError(f"{name} is a folder without encoder.safetensors; name a finished pretrain or continue run, "
+                             "an encoder .safetensors file, or an encoder name such as efficientnet-lite0.")
+        name = os.path.join(name, "encoder.safetensors")
     if name.endswith(".safetensors"):
         if options:
             raise ValueError(
