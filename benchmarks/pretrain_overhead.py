@@ -38,11 +38,13 @@ RESULTS = Path(__file__).parent / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def setup(name: str, device: str, precision: str, batch: int):
+def setup(name: str, device: str, precision: str, batch: int, method: dict | None = None):
+    """`method`: settings over the recipe's (benchmarks/device.py's dry run shrinks the heads)."""
     from lightning.fabric import Fabric
 
     tree = C.load_recipe(f"{name}-cifar10")
     tree["model"] = {"backbone": "resnet18", "options": {"cifar_stem": True}}
+    tree["method"].update(method or {})
     tree.setdefault("optim", {})["batch_size"] = batch
     config = C.build_config(tree)
     fabric = Fabric(accelerator=device, devices=1, precision=precision)
@@ -52,8 +54,8 @@ def setup(name: str, device: str, precision: str, batch: int):
     return fabric, method, optimiser, config
 
 
-def measure(name: str, images, rows, device: str, precision: str, batch: int, steps: int) -> dict:
-    fabric, method, optimiser, config = setup(name, device, precision, batch)
+def measure(name: str, images, rows, device: str, precision: str, batch: int, steps: int, method: dict | None = None) -> dict:
+    fabric, method, optimiser, config = setup(name, device, precision, batch, method)
     recipe = get_recipe(config.data.views or methods.METHODS[name].default_views, 32)
     batches = ViewBatches(images, rows, recipe, batch, seed=0, device=fabric.device)
     model, optimiser = fabric.setup(method, optimiser)
