@@ -17,7 +17,7 @@ def _demo(args: argparse.Namespace) -> int:
 def _data_check(args: argparse.Namespace) -> int:
     from .data.check import run
 
-    return run(args.name, args.data_root, download=args.download, image_size=args.image_size)
+    return run(args.name, args.data_root, download=args.download, image_size=args.image_size, workers=args.workers)
 
 
 def _finetune(args: argparse.Namespace) -> int:
@@ -339,6 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = data.add_parser("check", help="find, decode and verify a dataset; print a JSON summary")
     check.add_argument("name", help="cifar10, cifar100, mnist, fashion-mnist, svhn, stl10, imagefolder, digits, mnist-5k")
     add_data_root(check)
+    check.add_argument("--workers", type=int, metavar="N", help="processes that decode image files (default: the machine's cores; 0: none)")
     check.set_defaults(handler=_data_check)
     add_pretrain(verbs)
     add_continue(verbs)

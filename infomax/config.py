@@ -73,6 +73,7 @@ class DataConfig:
     dataset: str = "cifar10"
     data_root: str | None = None
     image_size: int | None = None  # imagefolder only: resize images of mixed sizes to this square
+    workers: int | None = None  # decode processes; None: the machine's cores
     download: bool = False
     resolution: int = 32
     views: str = ""  # a recipe of data/views.py; "" takes the method's own

@@ -25,14 +25,15 @@ def checksum_status(location: Path, known: dict[str, tuple[str, str, bool]]) -> 
     return status
 
 
-def summarise(name: str, data_root: str | None = None, download: bool = False, image_size: int | None = None) -> dict:
+def summarise(name: str, data_root: str | None = None, download: bool = False, image_size: int | None = None,
+              workers: int | None = None) -> dict:
     source = get_source(name)
     location = locate(name, data_root, download=download)
     summary = {"dataset": name, "source": str(location), "splits": {}}
     for split in source.splits:
         started = time.perf_counter()
         try:
-            data = load_dataset(name, split, data_root, image_size=image_size)
+            data = load_dataset(name, split, data_root, image_size=image_size, workers=workers)
         except MissingSplit:
             continue  # an image folder need not have every split
         summary["splits"][split] = {
@@ -48,9 +49,9 @@ def summarise(name: str, data_root: str | None = None, download: bool = False, i
     return summary
 
 
-def run(name: str, data_root: str | None, download: bool = False, image_size: int | None = None) -> int:
+def run(name: str, data_root: str | None, download: bool = False, image_size: int | None = None, workers: int | None = None) -> int:
     try:
-        summary = summarise(name, data_root, download, image_size)
+        summary = summarise(name, data_root, download, image_size, workers)
     except (DatasetNotFound, DataFormatError, ValueError) as error:
         summary = {"dataset": name, "ok": False, "error": str(error)}
     print(json.dumps(summary, indent=2))

@@ -2,15 +2,24 @@
 
 The decoded cache lives under `cache_root()/decoded/<name>-<split>-<key>/` and is keyed by the
 source's location, size and modification time (every file's, for folders), the reader options
-and a format version, so any change to the files re-decodes. It is written into a temp folder
-and renamed, so a kill never leaves a half cache behind.
+and a format version, so any change to the files re-decodes; a change while the files are being
+decoded is caught by listing them again at the end, and nothing is cached.
+
+A cache is built in `.<name>-<split>-<where>-<key>.partial/` (where: a hash of the location and
+options) and renamed into place, so a kill never leaves a half cache behind. Its images are written
+by `decode.py`: chunk by chunk, by worker processes, into the preallocated `images.npy`, each
+finished chunk logged, so a rerun after a kill continues from the first chunk not done. An flock on
+`.<name>-<split>-<key>.lock` lets one process build a given cache; another waits for it and says so.
+Unreadable files remove the partial build (fixing them changes the key) and are all named at once.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .decode import EncodedImages, log_path, plan_path, resolve_workers, write_images
+from .formats import DataFormatError
 from .root import DatasetNotFound, cache_root, data_root
 from .sources import SOURCES, UNLABELLED, Source
 
@@ -87,7 +98,9 @@ def _missing_message(source: Source, root: Path) -> str:
 
 
 def load_dataset(name: str, split: str = "train", data_root: str | os.PathLike | None = None, *,
-                 download: bool = False, image_size: int | None = None, cache: bool = True) -> Dataset:
+                 download: bool = False, image_size: int | None = None, cache: bool = True,
+                 workers: int | None = None) -> Dataset:
+    """`workers`: processes that decode image files into the cache (None: the machine's cores; 0: this one)."""
     source = get_source(name)
     split = "unlabelled" if split == "unlabeled" else split
     if split not in source.splits:
@@ -95,44 +108,146 @@ def load_dataset(name: str, split: str = "train", data_root: str | os.PathLike |
     options = {"image_size": image_size} if image_size is not None else {}
     if options and name != "imagefolder":
         raise ValueError("image_size applies to imagefolder only; the other datasets have a fixed size.")
+    workers = resolve_workers(workers)
     location = locate(name, data_root, download=download)
-    folder = cache_root() / "decoded" / f"{name}-{split}-{_cache_key(name, location, options)}"
-    if cache and (folder / "meta.json").exists():
-        return _open_cached(folder, name, split)
-    decoded = source.read(location, split, **options)
     if not cache:
-        images, labels, classes, *files = decoded[split]
-        return Dataset(name, split, images, labels, classes, str(location), files[0] if files else None)
-    for other, raw in decoded.items():
-        _write_cached(cache_root() / "decoded" / f"{name}-{other}-{_cache_key(name, location, options)}", raw, str(location))
+        images, labels, classes, *files = source.read(location, split, **options)[split]
+        return Dataset(name, split, _in_memory(images, workers), labels, classes, str(location), files[0] if files else None)
+    entry = _Cache(name, location, options, _file_stats(location))
+    folder = entry.folder(split)
+    if (folder / "meta.json").exists():
+        return _open_cached(folder, name, split)
+    with _build_lock(folder, wait=True):
+        if not (folder / "meta.json").exists():  # another process may have built it while this one waited
+            _build_splits(entry, source, split, workers)
     return _open_cached(folder, name, split)
 
 
-def _cache_key(name: str, location: Path, options: dict) -> str:
-    digest = hashlib.sha256(json.dumps([CACHE_VERSION, name, str(location.resolve()), options]).encode())
+@dataclass(frozen=True)
+class _Cache:
+    """Where one source's decoded splits go: the key covers every file's size and modification time."""
+
+    name: str
+    location: Path
+    options: dict
+    stats: list[str]
+
+    @property
+    def key(self) -> str:
+        digest = hashlib.sha256(json.dumps([CACHE_VERSION, self.name, str(self.location.resolve()), self.options]).encode())
+        for line in self.stats:
+            digest.update(line.encode())
+        return digest.hexdigest()[:16]
+
+    @property
+    def where(self) -> str:
+        """The same for every build from this location and options, whatever the files hold."""
+        return hashlib.sha256(json.dumps([self.name, str(self.location.resolve()), self.options]).encode()).hexdigest()[:8]
+
+    def folder(self, split: str) -> Path:
+        return cache_root() / "decoded" / f"{self.name}-{split}-{self.key}"
+
+    def partial(self, split: str) -> Path:
+        return cache_root() / "decoded" / f".{self.name}-{split}-{self.where}-{self.key}.partial"
+
+
+def _file_stats(location: Path) -> list[str]:
+    """`relative path:size:mtime_ns` of the file, or of every file under the folder, sorted."""
+    lines = []
     for path in [location] if location.is_file() else sorted(location.rglob("*")):
         if path.is_file():
             stat = path.stat()
-            digest.update(f"{path.relative_to(location.parent)}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()[:16]
+            lines.append(f"{path.relative_to(location.parent)}:{stat.st_size}:{stat.st_mtime_ns}")
+    return lines
 
 
-def _write_cached(folder: Path, raw, origin: str) -> None:
+def _build_splits(cache: _Cache, source: Source, split: str, workers: int) -> None:
+    """Build `split`'s cache, and every other split the reader returned in the same pass whose cache is
+    neither built nor being built (never waiting for it: two processes could each wait for the other)."""
+    for other, raw in source.read(cache.location, split, **cache.options).items():
+        if other == split:
+            _build(cache, other, raw, workers)
+            continue
+        with _build_lock(cache.folder(other), wait=False) as owned:
+            if owned and not (cache.folder(other) / "meta.json").exists():
+                _build(cache, other, raw, workers)
+
+
+def _build(cache: _Cache, split: str, raw, workers: int) -> None:
     images, labels, classes, *files = raw
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes it owner-only; a shared cache must stay readable
+    folder, partial = cache.folder(split), cache.partial(split)
+    _remove_abandoned(cache, split)
+    partial.mkdir(parents=True, exist_ok=True)
     try:
-        np.save(tmp / "images.npy", np.ascontiguousarray(images, dtype=np.uint8))
-        np.save(tmp / "labels.npy", np.asarray(labels, dtype=np.int64))
-        meta = {"classes": list(classes), "origin": origin, "version": CACHE_VERSION, "files": files[0] if files else None}
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(tmp, folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        write_images(images, partial / "images.npy", workers, label=f"{cache.name} {split}")
+        _check_unchanged(cache)
+    except DataFormatError:
+        shutil.rmtree(partial, ignore_errors=True)  # fixing the files changes the key: this build is never resumed
+        raise
+    np.save(partial / "labels.npy", np.asarray(labels, dtype=np.int64))
+    meta = {"classes": list(classes), "origin": str(cache.location), "version": CACHE_VERSION, "files": files[0] if files else None}
+    (partial / "meta.json").write_text(json.dumps(meta))
+    for record in (plan_path(partial / "images.npy"), log_path(partial / "images.npy")):
+        record.unlink(missing_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(partial, folder)
+
+
+def _check_unchanged(cache: _Cache) -> None:
+    """The files are as they were when the key was made, or DataFormatError naming one that changed."""
+    now = _file_stats(cache.location)
+    if now == cache.stats:
+        return
+    before = {line.rsplit(":", 2)[0]: line for line in cache.stats}
+    after = {line.rsplit(":", 2)[0]: line for line in now}
+    changed = sorted(set(before.items()) ^ set(after.items()))[0][0]
+    what = "added" if changed not in before else "removed" if changed not in after else "modified"
+    raise DataFormatError(f"{cache.location.parent / changed} was {what} while the dataset was being decoded, so the "
+                          "cache would not match the files; nothing was cached. Run again once nothing writes to the folder.")
+
+
+def _remove_abandoned(cache: _Cache, split: str) -> None:
+    """Partial builds of this location and options under an older key (the files changed since a build was
+    killed) will never be resumed: remove those no process is building."""
+    mine = cache.partial(split)
+    for partial in mine.parent.glob(f".{cache.name}-{split}-{cache.where}-*.partial"):
+        if partial == mine:
+            continue
+        key = partial.name.rsplit("-", 1)[1].split(".")[0]
+        with _build_lock(mine.parent / f"{cache.name}-{split}-{key}", wait=False) as owned:
+            if owned:
+                shutil.rmtree(partial, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _build_lock(folder: Path, wait: bool):
+    """Hold the flock that lets one process build `folder`; yields whether it is held (wait=False may not)."""
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with open(folder.parent / f".{folder.name}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                yield False
+                return
+            print(f"[data] another process is building the decoded cache {folder}; waiting for it to finish.",
+                  file=sys.stderr, flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _in_memory(images, workers: int) -> np.ndarray:
+    """Encoded images decoded into an in-memory array (no cache), by the same writer."""
+    if not isinstance(images, EncodedImages):
+        return images
+    with tempfile.TemporaryDirectory() as tmp:
+        write_images(images, Path(tmp) / "images.npy", workers)
+        return np.load(Path(tmp) / "images.npy")
 
 
 def _open_cached(folder: Path, name: str, split: str) -> Dataset:

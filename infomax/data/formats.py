@@ -80,13 +80,18 @@ def read_cifar_meta(raw: bytes, key: bytes) -> list[str]:
 
 
 def decode_image(raw: bytes, name: str) -> np.ndarray:
+    """RGB uint8 (H, W, 3); a file Pillow cannot read raises DataFormatError naming `name` and what is wrong."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(io.BytesIO(raw)) as image:
             return np.asarray(image.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError) as error:
-        raise DataFormatError(f"{name}: corrupt or unreadable image ({error}).") from None
+    except UnidentifiedImageError:
+        raise DataFormatError(f"{name}: corrupt or unreadable image: not an image file (it starts {raw[:12]!r}, "
+                              "which no image format Pillow reads does).") from None
+    except (OSError, ValueError, SyntaxError, struct.error, Image.DecompressionBombError) as error:
+        what = "truncated, the file ends early" if "runcated" in str(error) else "damaged"
+        raise DataFormatError(f"{name}: corrupt or unreadable image: {what} ({error}).") from None
 
 
 def _stack(images: list[np.ndarray], where: str) -> np.ndarray:
@@ -120,15 +125,36 @@ def read_image_tree(entries, where: str, split: str | None = None):
 
 
 def tar_entries(path: Path):
-    """(name, loader) pairs of the regular files in a tar(.gz), read lazily in archive order."""
+    """(name, loader) pairs of the regular files in a tar(.gz), in archive order; each file's bytes are read
+    as the archive is walked (a compressed archive cannot seek back), so the pairs hold them."""
+    for name, read in tar_stream(path):
+        data = read()
+        yield name, (lambda data=data: data)
+
+
+def tar_stream(path: Path):
+    """(name, read) of each regular file in a tar(.gz) in archive order; `read()` gives the file's bytes and
+    must be called before the next item is taken. Nothing is held, so an archive of any size streams."""
+    def reader(archive, member):
+        def read() -> bytes:
+            try:
+                return archive.extractfile(member).read()
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
+                raise DataFormatError(f"{path}: cannot read {member.name} from the archive ({error}); re-download it.") from None
+        return read
+
     try:
         with tarfile.open(path, "r:*") as archive:
             for member in archive:
                 if member.isfile():
-                    data = archive.extractfile(member).read()
-                    yield member.name.lstrip("./"), (lambda data=data: data)
+                    yield member.name.lstrip("./"), reader(archive, member)
     except (tarfile.TarError, OSError, EOFError, zlib.error) as error:
         raise DataFormatError(f"{path}: cannot read the archive ({error}); re-download it.") from None
+
+
+def tar_names(path: Path) -> list[str]:
+    """The regular files' names in a tar(.gz), in archive order, without keeping their bytes."""
+    return [name for name, _ in tar_stream(path)]
 
 
 def folder_entries(root: Path):
