@@ -34,7 +34,8 @@ def continue_run(init, out, method: str, addons: list[str], *assignments: str) -
     from infomax.engine.continued import continue_pretraining, resolve
 
     flags = {"data.dataset": "digits", "data.resolution": 8, "optim.batch_size": 32, "schedule.max_steps": 1}
-    config = resolve(str(init), method, None, addons, [*HEADS, *SMALL[method], *assignments], flags, {"lr_scale": 1.0}, out, False)
+    config = resolve(init=str(init), method=method, recipe=None, addons=addons, sets=[*HEADS, *SMALL[method], *assignments],
+                     flags=flags, continued={"lr_scale": 1.0}, out=out, resume=False)
     continue_pretraining(config, out, evaluate=False)
 
 
@@ -84,8 +85,9 @@ def test_before_and_after_features_are_the_eval_mode_encoders_and_leave_batch_no
     monkeypatch.setenv("INFOMAX_CACHE", str(tmp_path / "cache"))
     start = save_encoder(trained_looking_encoder(), tmp_path / "encoder.safetensors")
     continued = {"train_from": train_from, "cached_views": 1, "train_images": 64}
-    config = resolve(str(start), "vicreg", None, [], HEADS, {"data.dataset": "digits", "data.resolution": 8, "optim.batch_size": 32},
-                     {k: v for k, v in continued.items() if v is not None}, tmp_path / "run", False)
+    config = resolve(init=str(start), method="vicreg", recipe=None, addons=[], sets=HEADS,
+                     flags={"data.dataset": "digits", "data.resolution": 8, "optim.batch_size": 32},
+                     continued={k: v for k, v in continued.items() if v is not None}, out=tmp_path / "run", resume=False)
     data = _Data(config)
     encoder = build_encoder(config.model.backbone)
     reference = copy.deepcopy(encoder).eval()
