@@ -227,6 +227,13 @@ def test_a_folder_changed_after_its_cache_was_built_is_decoded_again(tmp_path):
     assert len(load_dataset("imagefolder", "train", tmp_path / "jpegs", workers=2)) == 6
 
 
+def test_a_cache_root_inside_the_image_folder_is_not_part_of_its_key(tmp_path, monkeypatch):
+    _jpeg_folder(tmp_path / "jpegs", n=4)
+    monkeypatch.setenv("INFOMAX_CACHE", str(tmp_path / "jpegs" / ".cache"))
+    first = load_dataset("imagefolder", "train", tmp_path / "jpegs", workers=2)
+    assert load_dataset("imagefolder", "train", tmp_path / "jpegs", workers=2).images.filename == first.images.filename
+
+
 def test_a_folder_changed_while_it_is_decoded_is_named_and_not_cached(tmp_path, monkeypatch):
     files = _jpeg_folder(tmp_path / "jpegs", n=6)
     real = decode.decode_resized

@@ -152,10 +152,11 @@ class _Cache:
 
 
 def _file_stats(location: Path) -> list[str]:
-    """`relative path:size:mtime_ns` of the file, or of every file under the folder, sorted."""
-    lines = []
+    """`relative path:size:mtime_ns` of the file, or of every file under the folder, sorted (a cache root inside
+    the folder is not part of the data)."""
+    lines, cache_dir = [], cache_root().resolve()
     for path in [location] if location.is_file() else sorted(location.rglob("*")):
-        if path.is_file():
+        if path.is_file() and cache_dir not in path.resolve().parents:
             stat = path.stat()
             lines.append(f"{path.relative_to(location.parent)}:{stat.st_size}:{stat.st_mtime_ns}")
     return lines
