@@ -257,7 +257,7 @@ def assigner_logits(run: Path, num_batches: int, seed: int = 0) -> torch.Tensor:
     from infomax import config as C
     from infomax import methods
     from infomax.data.dataset import load_dataset
-    from infomax.data.views import get_recipe, make_views
+    from infomax.data.views import get_view_set, make_views
     from infomax.engine.pretrain import build_method
     from infomax.runs.rundir import load_tensors
 
@@ -272,7 +272,7 @@ def assigner_logits(run: Path, num_batches: int, seed: int = 0) -> torch.Tensor:
     method.load_state_dict({k[len("model/method/"):]: v for k, v in state.items() if k.startswith("model/method/")})
     method = getattr(method, "base", method)  # a run made with --add: the assigner lives in the wrapped method
     train = load_dataset(config.data.dataset, "train", config.data.data_root)
-    recipe = get_recipe(config.data.views or methods.METHODS[config.method_name].default_views, config.data.resolution,
+    recipe = get_view_set(config.data.views or methods.METHODS[config.method_name].default_views, config.data.resolution,
                         **config.data.view_options)[:1]
     g = torch.Generator().manual_seed(seed)
     rows = torch.randperm(len(train.labels), generator=g)[: num_batches * config.optim.batch_size].view(num_batches, -1)

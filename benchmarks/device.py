@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import machine, sync  # noqa: E402
 
 from infomax import config as C, methods  # noqa: E402
-from infomax.data.views import get_recipe  # noqa: E402
+from infomax.data.views import get_view_set  # noqa: E402
 from infomax.engine.optim import build_optimiser  # noqa: E402
 from infomax.models import build_encoder  # noqa: E402
 
@@ -95,7 +95,7 @@ def method_step(name: str, model: str, options: dict, side: int, batch: int, dev
     method = methods.build(name, build_encoder(model, **options), config.method).to(device).to(memory_format=torch.channels_last)
     optimiser = build_optimiser(method.stage_parameters("main"), config.optim)
     views = [torch.rand(batch, 3, spec.size, spec.size, device=device).contiguous(memory_format=torch.channels_last)
-             for spec in get_recipe(config.data.views or methods.METHODS[name].default_views, side)]
+             for spec in get_view_set(config.data.views or methods.METHODS[name].default_views, side)]
     forward = torch.compile(method) if compiled else method
     autocast = torch.autocast(device.type, dtype=torch.bfloat16)
 

@@ -96,7 +96,7 @@ def timings(args, dataset: str) -> dict:
     with_addon = build_method(config, 1, encoder=tail)
     plain_config = config_for(args, dataset, args.base, None, 0, Path(args.work) / "timing")
     without = build_method(plain_config, 1, encoder=tail)
-    recipe = __import__("infomax.engine.pretrain", fromlist=["view_recipe"]).view_recipe(config)
+    recipe = __import__("infomax.engine.pretrain", fromlist=["view_set"]).view_set(config)
     with torch.no_grad():
         acts = [trunk(v).pooled for v in make_views(images, recipe, torch.Generator().manual_seed(0))]
 

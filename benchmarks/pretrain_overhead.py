@@ -29,7 +29,7 @@ from _timing import machine, sync  # noqa: E402
 from infomax import config as C, methods  # noqa: E402
 from infomax.data.batches import ViewBatches  # noqa: E402
 from infomax.data.dataset import load_dataset  # noqa: E402
-from infomax.data.views import get_recipe  # noqa: E402
+from infomax.data.views import get_view_set  # noqa: E402
 from infomax.engine.loop import Loop, Schedule  # noqa: E402
 from infomax.engine.optim import build_optimiser  # noqa: E402
 from infomax.models import build_encoder  # noqa: E402
@@ -56,7 +56,7 @@ def setup(name: str, device: str, precision: str, batch: int, method: dict | Non
 
 def measure(name: str, images, rows, device: str, precision: str, batch: int, steps: int, method: dict | None = None) -> dict:
     fabric, method, optimiser, config = setup(name, device, precision, batch, method)
-    recipe = get_recipe(config.data.views or methods.METHODS[name].default_views, 32)
+    recipe = get_view_set(config.data.views or methods.METHODS[name].default_views, 32)
     batches = ViewBatches(images, rows, recipe, batch, seed=0, device=fabric.device)
     model, optimiser = fabric.setup(method, optimiser)
     loop = Loop(fabric, model, {"main": optimiser}, batches, Schedule(10_000, 10, 0.0, "cosine", 0.0), config.run, Path("."), name="bench")

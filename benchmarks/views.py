@@ -25,7 +25,7 @@ import time
 import torch
 
 from infomax.data import augment as A
-from infomax.data.views import get_recipe, make_views
+from infomax.data.views import get_view_set, make_views
 from infomax.models import build_encoder
 
 from _timing import interleaved, machine, sync, timed
@@ -72,7 +72,7 @@ def op_breakdown(images: torch.Tensor, size: int, device: torch.device, reps: in
 
 def simclr_target(args, device: torch.device) -> dict:
     images = uint8_images(args.batch, 32, device)
-    recipe = get_recipe("simclr", 32)
+    recipe = get_view_set("simclr", 32)
     g = torch.Generator().manual_seed(0)
     augment = lambda: make_views(images, recipe, g)  # noqa: E731
     step = model_step(augment(), device)
@@ -90,7 +90,7 @@ def simclr_target(args, device: torch.device) -> dict:
 
 def multicrop_timing(args, device: torch.device) -> dict:
     images = uint8_images(args.multicrop_batch, 224, device, seed=1)
-    recipe = get_recipe("multicrop", 224)
+    recipe = get_view_set("multicrop", 224)
     g = torch.Generator().manual_seed(0)
     augment = lambda: make_views(images, recipe, g)  # noqa: E731
     for _ in range(args.warmups):

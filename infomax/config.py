@@ -2,7 +2,7 @@
 
     method    the method's own `Settings` dataclass (methods/<name>.py), picked by `method.name`
     model     the encoder and its options
-    data      dataset, resolution, view recipe, the kNN monitor's held-out slice
+    data      dataset, resolution, view set, the kNN monitor's held-out slice
     optim     optimiser, lr, weight decay, batch size
     schedule  epochs or max steps, warm-up, decay
     run       seed, checkpoints, logging, monitors, devices, precision
@@ -76,14 +76,15 @@ class DataConfig:
     workers: int | None = None  # decode processes; None: the machine's cores
     download: bool = False
     resolution: int = 32
-    views: str = ""  # a recipe of data/views.py; "" takes the method's own
-    view_options: dict[str, Any] = field(default_factory=dict)  # get_recipe overrides, e.g. flip_p: 0
+    views: str = ""  # a view set of data/views.py; "" takes the method's own
+    view_options: dict[str, Any] = field(default_factory=dict)  # get_view_set overrides, e.g. flip_p: 0
     holdout: int = 1000  # training images kept out of training for the kNN monitor (queries)
     bank: int = 5000  # training images the monitor's kNN votes with
 
     def __post_init__(self):
         side = (lambda v: 4 <= v <= MAX_SIDE), f"between 4 and {MAX_SIDE} pixels"
-        require("data", self, resolution=side, image_size=optional(side), holdout=at_least(0), bank=at_least(1))
+        require("data", self, resolution=side, image_size=optional(side), holdout=at_least(0), bank=at_least(1),
+                workers=optional(at_least(0)))
 
 
 @dataclass
@@ -163,7 +164,7 @@ class ContinueConfig:
     init: str = "efficientnet-lite0"  # a name build_encoder knows, hf:<id>, an encoder .safetensors, or a pretrain run
     lr_scale: float = 0.01  # times the recipe's lr (the paper's 0.01 x base lr), applied once when the run is made
     train_from: str | None = None  # a block name: the blocks before it are frozen and their activations cached
-    cached_views: int = 4  # augmented views cached per image and view of the recipe, with train_from
+    cached_views: int = 4  # augmented views cached per image and view of the view set, with train_from
     train_images: int | None = None  # a seeded subset of the training split (the CPU protocol); None: all
     eval_seeds: tuple[int, ...] = (0, 1, 2)  # few-label draws of the before/after evaluation
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from infomax.data.batches import ViewBatches
-from infomax.data.views import get_recipe
+from infomax.data.views import get_view_set
 
 SIDE = 8
 
@@ -18,7 +18,7 @@ def numbered_images(n: int) -> np.ndarray:
 
 def make_batches(rows, batch_size=8, *, n_images=200, recipe="plain", seed=0, rank=0, world_size=1, images=None):
     images = numbered_images(n_images) if images is None else images
-    return ViewBatches(images, np.asarray(rows), get_recipe(recipe, SIDE), batch_size, seed=seed, rank=rank,
+    return ViewBatches(images, np.asarray(rows), get_view_set(recipe, SIDE), batch_size, seed=seed, rank=rank,
                        world_size=world_size)
 
 

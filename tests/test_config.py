@@ -81,7 +81,7 @@ def test_the_peer_methods_keep_their_papers_defaults():
     assert (hydes.kappa, hydes.alpha, hydes.beta) == (1.0, 1.0, 1.0)  # HyDeS Sec. III
     byol = methods.settings_of("byol")()
     assert (byol.momentum_base, byol.momentum_final) == (0.99, 1.0)
-    from infomax.data.views import get_recipe
+    from infomax.data.views import get_view_set
     from infomax.models import build_encoder
 
     encoder = build_encoder("convnet", width=4)
@@ -89,5 +89,5 @@ def test_the_peer_methods_keep_their_papers_defaults():
     assert widths(methods.build("byol", encoder).predictor) == [4096, 256]  # BYOL Sec. 3.3
     assert widths(methods.build("simsiam", encoder).predictor) == [512, 2048]  # SimSiam Sec. 4
     assert widths(methods.build("mira", encoder).projector) == [2048, 2048, 256]
-    crops = get_recipe(methods.METHODS["hydes"].default_views, 224)
+    crops = get_view_set(methods.METHODS["hydes"].default_views, 224)
     assert [v.size for v in crops] == [224] * 2 + [96] * 6 and crops[0].scale == (0.4, 1.0) and crops[2].scale == (0.05, 0.4)

@@ -8,7 +8,7 @@ import infomax.objectives as O
 from infomax import config as C
 from infomax import methods
 from infomax.assign import mira, sinkhorn
-from infomax.data.views import get_recipe, make_views
+from infomax.data.views import get_view_set, make_views
 from infomax.methods.base import Teacher, TeacherSettings, by_size
 from infomax.models import build_encoder
 
@@ -24,7 +24,7 @@ def build(name, **settings):
 
 def views(n=8, local=2, seed=0):
     images = torch.randint(0, 256, (n, 32, 32, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
-    return make_views(images, get_recipe("multicrop", 32, n_local=local, local_size=16), torch.Generator().manual_seed(seed))
+    return make_views(images, get_view_set("multicrop", 32, n_local=local, local_size=16), torch.Generator().manual_seed(seed))
 
 
 def heads(method, x):
@@ -197,7 +197,7 @@ def test_bad_settings_name_the_setting():
     build("swav", num_prototypes=300, queue_length=64).check_batch(256)
     build("mira", num_prototypes=300).check_batch(256)  # MIRA has no equipartition: K > B is fine
     with pytest.raises(ValueError, match="local_size"):
-        get_recipe("multicrop", 32, local_size=48)
+        get_view_set("multicrop", 32, local_size=48)
     frozen = build_encoder("convnet", width=4).requires_grad_(False)
     with pytest.raises(ValueError, match="student"):
         Teacher({"encoder": frozen}, TeacherSettings())

@@ -14,7 +14,7 @@ import yaml
 
 from infomax import config as C
 from infomax import methods
-from infomax.data.views import get_recipe
+from infomax.data.views import get_view_set
 from infomax.engine.optim import build_optimiser, set_lr
 
 SOLO = "solo-learn scripts/pretrain/cifar/"
@@ -23,7 +23,7 @@ SOLO_BASE = "solo-learn solo/methods/base.py"
 MIRA_CODE = "MIRA authors' "
 SMI = "smi paper App. A.1.2"
 
-# (recipe, setting, value, where the value is stated). "views.I.field" is view I of the resolved view recipe.
+# (recipe, setting, value, where the value is stated). "views.I.field" is view I of the resolved view set.
 TABLE = [
     # BYOL: solo-learn's CIFAR config
     ("byol-cifar10", "model.backbone", "resnet18", SOLO + "byol.yaml backbone.name"),
@@ -167,7 +167,7 @@ TABLE = [
 def resolved(name: str):
     config = C.build_config(C.load_recipe(name))
     views = config.data.views or methods.METHODS[config.method_name].default_views
-    return config, get_recipe(views, config.data.resolution, **config.data.view_options)
+    return config, get_view_set(views, config.data.resolution, **config.data.view_options)
 
 
 def lookup(name: str, key: str):

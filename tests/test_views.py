@@ -1,4 +1,4 @@
-"""Batched augmentation ops and view recipes: exact identities, reproducibility, input checks."""
+"""Batched augmentation ops and view sets: exact identities, reproducibility, input checks."""
 from __future__ import annotations
 
 import colorsys
@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from infomax.data import augment as A
-from infomax.data.views import RECIPES, ViewSpec, get_recipe, make_views
+from infomax.data.views import VIEW_SETS, ViewSpec, get_view_set, make_views
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -34,7 +34,7 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 # ---------------------------------------------------------------- reproducibility and output contract
 
 def test_same_seed_same_views_different_seed_different_views():
-    images, recipe = uint8_batch(), get_recipe("byol", 40)
+    images, recipe = uint8_batch(), get_view_set("byol", 40)
     first, again, other = (make_views(images, recipe, gen(s)) for s in (7, 7, 8))
     for a, b, c in zip(first, again, other):
         assert torch.equal(a, b)
@@ -42,7 +42,7 @@ def test_same_seed_same_views_different_seed_different_views():
 
 
 def test_global_generator_used_when_none_given():
-    images, recipe = uint8_batch(), get_recipe("simclr", 32)
+    images, recipe = uint8_batch(), get_view_set("simclr", 32)
     torch.manual_seed(3)
     first = make_views(images, recipe)
     torch.manual_seed(3)
@@ -50,9 +50,9 @@ def test_global_generator_used_when_none_given():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("name", sorted(RECIPES))
-def test_every_recipe_gives_float_rgb_views_in_unit_range(name, device):
-    recipe = get_recipe(name, 40)
+@pytest.mark.parametrize("name", sorted(VIEW_SETS))
+def test_every_view_set_gives_float_rgb_views_in_unit_range(name, device):
+    recipe = get_view_set(name, 40)
     views = make_views(uint8_batch(n=6).to(device), recipe, gen())
     assert len(views) == len(recipe)
     for v, spec in zip(views, recipe):
@@ -63,7 +63,7 @@ def test_every_recipe_gives_float_rgb_views_in_unit_range(name, device):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
 def test_same_seed_same_views_on_cpu_and_gpu():
-    images, recipe = uint8_batch(), get_recipe("multicrop", 48, n_local=2)
+    images, recipe = uint8_batch(), get_view_set("multicrop", 48, n_local=2)
     on_cpu = make_views(images, recipe, gen(1))
     on_gpu = make_views(images.cuda(), recipe, gen(1))
     for a, b in zip(on_cpu, on_gpu):
@@ -85,7 +85,7 @@ def test_parameters_differ_between_samples_of_a_batch():
 def test_uint8_nhwc_and_float_nchw_give_the_same_views():
     images = uint8_batch()
     as_float = images.permute(0, 3, 1, 2).float() / 255
-    recipe = get_recipe("simclr", 40)
+    recipe = get_view_set("simclr", 40)
     for a, b in zip(make_views(images, recipe, gen(2)), make_views(as_float, recipe, gen(2))):
         torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
 
@@ -93,7 +93,7 @@ def test_uint8_nhwc_and_float_nchw_give_the_same_views():
 @pytest.mark.parametrize("name", ["simclr", "byol", "multicrop", "plain"])
 def test_grey_batch_gives_grey_rgb_views(name):
     grey = uint8_batch(channels=1)
-    for v in make_views(grey, get_recipe(name, 40), gen()):
+    for v in make_views(grey, get_view_set(name, 40), gen()):
         assert v.shape[1] == 3
         torch.testing.assert_close(v[:, 0], v[:, 1], atol=1e-5, rtol=0)
         torch.testing.assert_close(v[:, 0], v[:, 2], atol=1e-5, rtol=0)
@@ -295,11 +295,11 @@ def test_normalize_uses_per_channel_mean_and_std():
 # ---------------------------------------------------------------- recipes
 
 def test_multicrop_gives_two_global_and_local_views_of_the_right_sizes():
-    views = make_views(uint8_batch(n=4, size=32), get_recipe("multicrop", 32), gen())
+    views = make_views(uint8_batch(n=4, size=32), get_view_set("multicrop", 32), gen())
     assert [v.shape[-1] for v in views] == [32, 32] + [14] * 6
-    views = make_views(uint8_batch(n=4, size=32), get_recipe("multicrop", 32, n_local=2, local_size=12), gen())
+    views = make_views(uint8_batch(n=4, size=32), get_view_set("multicrop", 32, n_local=2, local_size=12), gen())
     assert [tuple(v.shape) for v in views] == [(4, 3, 32, 32)] * 2 + [(4, 3, 12, 12)] * 2
-    big = get_recipe("multicrop", 224)
+    big = get_view_set("multicrop", 224)
     assert [s.size for s in big] == [224, 224] + [96] * 6
     assert big[0].scale == (0.4, 1.0) and big[2].scale == (0.05, 0.4) and big[2].blur_p == 0.5
 
@@ -342,27 +342,27 @@ PUBLISHED = [
 
 @pytest.mark.parametrize("name, size, view, field, value, source", PUBLISHED)
 def test_recipes_carry_the_published_parameters(name, size, view, field, value, source):
-    assert getattr(get_recipe(name, size)[view], field) == value, source
+    assert getattr(get_view_set(name, size)[view], field) == value, source
 
 
 def test_multi_crop_scales_are_their_sources():
-    mira_views = get_recipe("mira", 224, n_local=6)  # the MIRA authors' DINOTransform(num_local_crops=6)
+    mira_views = get_view_set("mira", 224, n_local=6)  # the MIRA authors' DINOTransform(num_local_crops=6)
     assert [v.size for v in mira_views] == [224, 224] + [96] * 6
     assert mira_views[0].scale == (0.14, 1.0) and mira_views[2].scale == (0.05, 0.14) and mira_views[2].blur_p == 0.5
-    swav_views = get_recipe("swav", 224, n_local=6)  # SwAV scripts/swav_400ep_pretrain.sh
+    swav_views = get_view_set("swav", 224, n_local=6)  # SwAV scripts/swav_400ep_pretrain.sh
     assert swav_views[0].scale == (0.14, 1.0) and swav_views[2].scale == (0.05, 0.14) and swav_views[2].size == 96
-    assert get_recipe("plain", 32) == [ViewSpec(32)] and get_recipe("twinturbo", 224)[0] == ViewSpec(224)
+    assert get_view_set("plain", 32) == [ViewSpec(32)] and get_view_set("twinturbo", 224)[0] == ViewSpec(224)
 
 
 def test_overrides_replace_fields_in_every_view():
-    recipe = get_recipe("byol", 64, flip_p=0.0, solarize_p=0.0)
+    recipe = get_view_set("byol", 64, flip_p=0.0, solarize_p=0.0)
     assert all(s.flip_p == 0.0 and s.solarize_p == 0.0 for s in recipe)
-    assert get_recipe("simclr", 32, strength=1.0)[0].brightness == 0.8
+    assert get_view_set("simclr", 32, strength=1.0)[0].brightness == 0.8
 
 
 def test_plain_recipe_is_the_centre_resize():
     images = uint8_batch(size=48)
-    view, = make_views(images, get_recipe("plain", 32), gen())
+    view, = make_views(images, get_view_set("plain", 32), gen())
     torch.testing.assert_close(view, A.center_resize(A.to_float_images(images), 32), atol=0, rtol=0)
 
 
@@ -380,20 +380,20 @@ def test_plain_recipe_is_the_centre_resize():
 ])
 def test_bad_images_raise_value_errors_naming_the_fix(images, match):
     with pytest.raises(ValueError, match=match):
-        make_views(images, get_recipe("simclr", 8), gen())
+        make_views(images, get_view_set("simclr", 8), gen())
 
 
-def test_bad_recipes_and_parameters_raise_value_errors_naming_the_fix():
+def test_bad_view_sets_and_parameters_raise_value_errors_naming_the_fix():
     images = uint8_batch(n=2, size=8)
-    with pytest.raises(ValueError, match=r"unknown recipe 'simclrr'.*choose one of: simclr"):
-        get_recipe("simclrr", 32)
+    with pytest.raises(ValueError, match=r"unknown view set 'simclrr'.*choose one of: simclr"):
+        get_view_set("simclrr", 32)
     with pytest.raises(ValueError, match=r"unknown override.*'flip'.*ViewSpec fields"):
-        get_recipe("simclr", 32, flip=0.0)
-    with pytest.raises(ValueError, match=r"get_recipe"):
+        get_view_set("simclr", 32, flip=0.0)
+    with pytest.raises(ValueError, match=r"get_view_set"):
         make_views(images, "simclr", gen())
     for bad in (0, -3, 2.5):
         with pytest.raises(ValueError, match=r"`size` must be a positive int"):
-            get_recipe("simclr", bad)
+            get_view_set("simclr", bad)
         with pytest.raises(ValueError, match=r"`size` must be a positive int"):
             A.random_resized_crop(images, bad, generator=gen())
     for scale in ((0.0, 1.0), (0.5, 1.2), (0.8, 0.2), (-0.1, 0.5)):
@@ -406,6 +406,6 @@ def test_bad_recipes_and_parameters_raise_value_errors_naming_the_fix():
     with pytest.raises(ValueError, match=r"`hue` must be in \[0, 0.5\]"):
         A.color_jitter(images, hue=0.7, generator=gen())
     with pytest.raises(ValueError, match=r"CPU torch.Generator"):
-        make_views(images, get_recipe("plain", 8), generator=0)
+        make_views(images, get_view_set("plain", 8), generator=0)
     with pytest.raises(ValueError, match=r"`n_local`"):
-        get_recipe("multicrop", 32, n_local=-1)
+        get_view_set("multicrop", 32, n_local=-1)

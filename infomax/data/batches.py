@@ -3,7 +3,7 @@
 The decoded uint8 array (data/dataset.py) is indexed by shuffled row batches, sharded over
 ranks as torch's DistributedSampler shards (the sampler Fabric installs: one permutation per
 epoch from the seed, rank r takes every world-th row, equal shares), moved to the device and
-turned into views there by the recipe's batched ops (data/views.py). Nothing loops over images
+turned into views there by the view set's batched ops (data/views.py). Nothing loops over images
 in Python. The augmentation generator is per rank and part of `state_dict`, so a resumed run
 draws the same views; skipped batches of a resumed epoch are not augmented.
 """
@@ -15,17 +15,17 @@ import numpy as np
 import torch
 from torch.utils.data import DistributedSampler
 
-from .views import ViewRecipe, make_views
+from .views import ViewSet, make_views
 
 
 class ViewBatches:
-    def __init__(self, images: np.ndarray, rows: np.ndarray, recipe: ViewRecipe, batch_size: int, *,
+    def __init__(self, images: np.ndarray, rows: np.ndarray, views: ViewSet, batch_size: int, *,
                  seed: int, rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu"):
         """`batch_size` is per rank; `rows` are the training rows of `images` to draw from."""
         if batch_size * world_size > len(rows):
             raise ValueError(f"a global batch of {batch_size * world_size} needs at least that many training images; "
                              f"the dataset has {len(rows)}. Lower --batch-size.")
-        self.images, self.rows, self.recipe, self.batch_size = images, np.asarray(rows), recipe, batch_size
+        self.images, self.rows, self.views, self.batch_size = images, np.asarray(rows), views, batch_size
         self.device = torch.device(device)
         self.sampler = DistributedSampler(range(len(self.rows)), num_replicas=world_size, rank=rank, shuffle=True,
                                           seed=seed, drop_last=True)
@@ -43,7 +43,7 @@ class ViewBatches:
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[dict]:
         for index in self.rows_of(epoch)[skip:]:
             images = torch.from_numpy(np.ascontiguousarray(self.images[np.sort(index)])).to(self.device, non_blocking=True)
-            yield {"views": make_views(images, self.recipe, self.generator)}
+            yield {"views": make_views(images, self.views, self.generator)}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"generator": self.generator.get_state()}

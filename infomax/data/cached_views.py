@@ -1,7 +1,7 @@
 """Batches of views read from the feature cache instead of drawn afresh: partial fine-tuning.
 
 A frozen trunk sees the same input every epoch, so its outputs for K augmented views of each image
-and each view slot of the recipe are computed once (data/features.py, one entry per slot) and a step
+and each view slot of the view set are computed once (data/features.py, one entry per slot) and a step
 only runs the trainable tail. Slot s of image r shows its cached view
     1 + (o_rs + e + s * (e // K)) mod K      in epoch e,
 o_rs a seeded offset: every epoch another view, and the slots' pairings cycle through all K^2
@@ -23,7 +23,7 @@ from .features import Features
 class CachedViewBatches(ViewBatches):
     def __init__(self, slots: list[Features], batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1,
                  device: torch.device | str = "cpu"):
-        """`slots`: one cache entry per view of the recipe, each with the plain view and K augmented ones."""
+        """`slots`: one cache entry per view of the view set, each with the plain view and K augmented ones."""
         counts = {f.num_views - 1 for f in slots}
         if len(counts) != 1 or min(counts) < 1:
             raise ValueError(f"every view slot needs the same number (>= 1) of cached augmented views, got {sorted(counts)}.")

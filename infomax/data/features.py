@@ -32,7 +32,7 @@ from ..models.base import Encoder, fingerprint
 from .augment import center_resize, to_float_images
 from .dataset import Dataset
 from .root import cache_root
-from .views import ViewSpec, get_recipe, make_view
+from .views import ViewSpec, get_view_set, make_view
 from ..runs.atomic import write_json
 
 FORMAT_VERSION = 1
@@ -132,7 +132,7 @@ def extract_features(encoder: Encoder, dataset: Dataset, *, resolution: int | No
     if views < 0 or isinstance(views, bool):
         raise ValueError(f"`views` (augmented views per image) must be >= 0, got {views!r}.")
     if views and augment is None:
-        augment = get_recipe("twinturbo", resolution)[-1]
+        augment = get_view_set("twinturbo", resolution)[-1]
     if token_grid and encoder.token_dim is None:
         raise ValueError(f"encoder {encoder.name!r} has no tokens; use token_grid=0.")
     base = base_spec(encoder, dataset, resolution)

@@ -1,6 +1,6 @@
-"""Multi-view recipes: a `ViewSpec` per view, `make_views` to draw them for a whole batch.
+"""Multi-view sets: a `ViewSpec` per view, `make_views` to draw them for a whole batch.
 
-A recipe is a list of `ViewSpec`s, one per view (multi-crop has several); `make_views`
+A view set is a list of `ViewSpec`s, one per view (multi-crop has several); `make_views`
 (`make_view` for one spec) turns one batch of images into one float (N, 3, size, size)
 tensor in [0, 1] per view, on the images' device, with the batched ops of
 `infomax.data.augment` in the order the papers use: crop (+ flip) -> colour jitter ->
@@ -8,7 +8,7 @@ grayscale -> blur -> solarize. Crops are bilinear with area antialiasing (DINO a
 resize bicubically). Views are not normalised: infomax encoders take [0, 1] input and
 normalise inside.
 
-Published recipes (`RECIPES`, built by `get_recipe(name, image_size, **overrides)`). Each
+Published view sets (`VIEW_SETS`, built by `get_view_set(name, image_size, **overrides)`). Each
 follows the source named below at the size it names; "<= 32 px" is the CIFAR setting of that
 source, where one exists. Blur kernels are 10% of the side made odd, at least 3 (augment.py).
 
@@ -71,7 +71,7 @@ from .augment import (
 )
 
 Tensor = torch.Tensor
-SMALL_IMAGE = 32  # at or below this side a recipe takes its source's CIFAR setting (module docstring)
+SMALL_IMAGE = 32  # at or below this side a view set takes its source's CIFAR setting (module docstring)
 SMI_BLUR_P = 1.0  # smi paper App. A.1.2 names GaussianBlur with no probability: torchvision's, always on
 
 
@@ -114,7 +114,7 @@ class ViewSpec:
             raise ValueError(f"`hue` must be in [0, 0.5] (turns of the colour wheel), got {self.hue!r}.")
 
 
-ViewRecipe = list[ViewSpec]
+ViewSet = list[ViewSpec]
 
 
 @torch.no_grad()
@@ -133,26 +133,26 @@ def make_view(images, spec: ViewSpec, generator: torch.Generator | None = None) 
 
 
 @torch.no_grad()
-def make_views(images: Tensor, recipe: Sequence[ViewSpec], generator: torch.Generator | None = None) -> list[Tensor]:
-    """One tensor per ViewSpec of `recipe` (see `get_recipe`), all drawn from `generator`.
+def make_views(images: Tensor, views: Sequence[ViewSpec], generator: torch.Generator | None = None) -> list[Tensor]:
+    """One tensor per ViewSpec of `views` (see `get_view_set`), all drawn from `generator`.
 
     `images`: uint8 (N, H, W, C) or float (N, C, H, W) in [0, 1], C = 1 or 3, on any device;
     converted once and shared by the views. Same generator state, same views.
     """
-    if isinstance(recipe, ViewSpec):
-        recipe = [recipe]
-    if isinstance(recipe, str) or not isinstance(recipe, Sequence) or not recipe \
-            or not all(isinstance(s, ViewSpec) for s in recipe):
-        raise ValueError("`recipe` must be a non-empty list of ViewSpec; build one with get_recipe(name, image_size) "
-                         f"(names: {', '.join(RECIPES)}).")
+    if isinstance(views, ViewSpec):
+        views = [views]
+    if isinstance(views, str) or not isinstance(views, Sequence) or not views \
+            or not all(isinstance(s, ViewSpec) for s in views):
+        raise ValueError("`views` must be a non-empty list of ViewSpec; build one with get_view_set(name, image_size) "
+                         f"(names: {', '.join(VIEW_SETS)}).")
     g = _generator(generator)
     x = to_float_images(images, channels=None)
-    return [make_view(x, spec, g) for spec in recipe]
+    return [make_view(x, spec, g) for spec in views]
 
 
-# ---------------------------------------------------------------- recipes
+# ---------------------------------------------------------------- view sets
 
-def _byol_pair(size: int, scale: tuple[float, float]) -> ViewRecipe:
+def _byol_pair(size: int, scale: tuple[float, float]) -> ViewSet:
     """BYOL Table 6 (and DINO's global crops): shared crop/jitter/grey, asymmetric blur and solarize."""
     blur = size > SMALL_IMAGE
     base = ViewSpec(size, scale=scale, flip_p=0.5, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
@@ -161,7 +161,7 @@ def _byol_pair(size: int, scale: tuple[float, float]) -> ViewRecipe:
             dataclasses.replace(base, blur_p=0.1 if blur else 0.0, solarize_p=0.2)]
 
 
-def simclr(image_size: int, strength: float | None = None) -> ViewRecipe:
+def simclr(image_size: int, strength: float | None = None) -> ViewSet:
     s = (0.5 if image_size <= SMALL_IMAGE else 1.0) if strength is None else strength
     spec = ViewSpec(image_size, scale=(0.08, 1.0), flip_p=0.5, brightness=0.8 * s, contrast=0.8 * s,
                     saturation=0.8 * s, hue=min(0.5, 0.2 * s), jitter_p=0.8, grayscale_p=0.2,
@@ -169,11 +169,11 @@ def simclr(image_size: int, strength: float | None = None) -> ViewRecipe:
     return [spec, spec]
 
 
-def byol(image_size: int) -> ViewRecipe:
+def byol(image_size: int) -> ViewSet:
     return _byol_pair(image_size, (0.08, 1.0))
 
 
-def vicreg(image_size: int) -> ViewRecipe:
+def vicreg(image_size: int) -> ViewSet:
     if image_size > SMALL_IMAGE:
         return byol(image_size)
     spec = ViewSpec(image_size, scale=(0.2, 1.0), flip_p=0.5, brightness=0.4, contrast=0.4, saturation=0.2, hue=0.1,
@@ -192,8 +192,8 @@ def _check_local(image_size: int, n_local: int, local_size: int | None) -> int:
     return local_size
 
 
-def _with_locals(globals_: ViewRecipe, image_size: int, n_local: int, local_size: int | None,
-                 scale: tuple[float, float]) -> ViewRecipe:
+def _with_locals(globals_: ViewSet, image_size: int, n_local: int, local_size: int | None,
+                 scale: tuple[float, float]) -> ViewSet:
     """DINO's local crops: the first global view's colour, blur 0.5 (none at <= 32 px), no solarisation."""
     size = _check_local(image_size, n_local, local_size)
     if not n_local:
@@ -203,13 +203,13 @@ def _with_locals(globals_: ViewRecipe, image_size: int, n_local: int, local_size
     return globals_ + [local] * n_local
 
 
-def mira(image_size: int, n_local: int = 0, local_size: int | None = None) -> ViewRecipe:
+def mira(image_size: int, n_local: int = 0, local_size: int | None = None) -> ViewSet:
     if image_size <= SMALL_IMAGE and not n_local:  # the authors' CIFARTransform
         return _byol_pair(image_size, (0.2, 1.0))
     return _with_locals(_byol_pair(image_size, (0.14, 1.0)), image_size, n_local, local_size, (0.05, 0.14))
 
 
-def swav(image_size: int, n_local: int = 0, local_size: int | None = None) -> ViewRecipe:
+def swav(image_size: int, n_local: int = 0, local_size: int | None = None) -> ViewSet:
     size = _check_local(image_size, n_local, local_size)
     spec = ViewSpec(image_size, scale=(0.14, 1.0) if n_local else (0.08, 1.0), flip_p=0.5, brightness=0.8,
                     contrast=0.8, saturation=0.8, hue=0.2, jitter_p=0.8, grayscale_p=0.2, blur_p=0.5)
@@ -219,22 +219,22 @@ def swav(image_size: int, n_local: int = 0, local_size: int | None = None) -> Vi
     return [spec, spec] + [local] * n_local
 
 
-def simsiam(image_size: int) -> ViewRecipe:
+def simsiam(image_size: int) -> ViewSet:
     spec = ViewSpec(image_size, scale=(0.2, 1.0), flip_p=0.5, brightness=0.4, contrast=0.4, saturation=0.4, hue=0.1,
                     jitter_p=0.8, grayscale_p=0.2, blur_p=0.5 if image_size > SMALL_IMAGE else 0.0)
     return [spec, spec]
 
 
-def multicrop(image_size: int, n_local: int = 6, local_size: int | None = None) -> ViewRecipe:
+def multicrop(image_size: int, n_local: int = 6, local_size: int | None = None) -> ViewSet:
     return _with_locals(_byol_pair(image_size, (0.4, 1.0)), image_size, n_local, local_size, (0.05, 0.4))
 
 
-def twinturbo(image_size: int) -> ViewRecipe:
+def twinturbo(image_size: int) -> ViewSet:
     augmented = _byol_pair(image_size, (0.32, 1.0))[1]
     return [ViewSpec(image_size), augmented]
 
 
-def smi(image_size: int) -> ViewRecipe:
+def smi(image_size: int) -> ViewSet:
     cifar = image_size <= SMALL_IMAGE  # Table 4: CIFAR at 32 px, ImageNette/ImageWoof at 160
     spec = ViewSpec(image_size, scale=(0.2, 1.0) if cifar else (0.08, 1.0), flip_p=0.5, brightness=0.4, contrast=0.4,
                     saturation=0.2 if cifar else 0.4, hue=0.1, jitter_p=0.8, grayscale_p=0.2, blur_p=SMI_BLUR_P,
@@ -242,31 +242,31 @@ def smi(image_size: int) -> ViewRecipe:
     return [spec, spec]
 
 
-def plain(image_size: int) -> ViewRecipe:
+def plain(image_size: int) -> ViewSet:
     return [ViewSpec(image_size)]
 
 
-RECIPES: dict[str, Callable[..., ViewRecipe]] = {
+VIEW_SETS: dict[str, Callable[..., ViewSet]] = {
     "simclr": simclr, "byol": byol, "barlow": byol, "vicreg": vicreg, "mira": mira, "swav": swav, "simsiam": simsiam,
     "multicrop": multicrop, "smi": smi, "twinturbo": twinturbo, "plain": plain,
 }
 _FIELDS = {f.name for f in dataclasses.fields(ViewSpec)} - {"size"}
 
 
-def get_recipe(name: str, image_size: int, **overrides) -> ViewRecipe:
-    """The named recipe (see the module docstring) for square views of side `image_size`.
+def get_view_set(name: str, image_size: int, **overrides) -> ViewSet:
+    """The named view set (see the module docstring) for square views of side `image_size`.
 
-    `overrides` are the recipe's own options (simclr: strength; multicrop, mira, swav: n_local,
+    `overrides` are the view set's own options (simclr: strength; multicrop, mira, swav: n_local,
     local_size) or ViewSpec fields, which replace that field in every view (e.g. flip_p=0).
     """
-    if name not in RECIPES:
-        raise ValueError(f"unknown recipe {name!r}; choose one of: {', '.join(RECIPES)}.")
+    if name not in VIEW_SETS:
+        raise ValueError(f"unknown view set {name!r}; choose one of: {', '.join(VIEW_SETS)}.")
     check_size(image_size)
-    builder = RECIPES[name]
+    builder = VIEW_SETS[name]
     options = set(inspect.signature(builder).parameters) - {"image_size"}
     unknown = set(overrides) - options - _FIELDS
     if unknown:
-        raise ValueError(f"unknown override(s) {sorted(unknown)} for recipe {name!r}; recipe options: "
+        raise ValueError(f"unknown override(s) {sorted(unknown)} for view set {name!r}; its options: "
                          f"{sorted(options) or 'none'}; ViewSpec fields: {sorted(_FIELDS)} (view sizes come from image_size).")
     views = builder(image_size, **{k: v for k, v in overrides.items() if k in options})
     fields = {k: v for k, v in overrides.items() if k not in options}

@@ -25,7 +25,7 @@ import torch
 from .. import config as C
 from .. import methods
 from ..runs import rundir
-from .pretrain import CONFIG, check_run, resolve as resolve_tree, train_method, view_recipe
+from .pretrain import CONFIG, check_run, resolve as resolve_tree, train_method, view_set
 
 EVALUATION_VERSION = 1  # part of the evaluation memo's key: raise it when score() changes
 FLAGS = ("init", "lr_scale", "train_from", "cached_views", "train_images", "eval_seeds")
@@ -189,8 +189,9 @@ class _Data:
         from ..data.dataset import load_dataset
 
         d = config.data
-        self.train = load_dataset(d.dataset, "train", d.data_root, download=d.download, image_size=d.image_size)
-        self.test = load_dataset(d.dataset, "test", d.data_root, download=d.download, image_size=d.image_size)
+        load = {"download": d.download, "image_size": d.image_size, "workers": d.workers}
+        self.train = load_dataset(d.dataset, "train", d.data_root, **load)
+        self.test = load_dataset(d.dataset, "test", d.data_root, **load)
         n = config.continued.train_images
         if n is not None:
             if not config.optim.batch_size <= n <= len(self.train):
@@ -211,21 +212,21 @@ class _Source:
         self.config, self.encoder, self.data = config, encoder, data
         self.resolution, c = config.data.resolution, config.continued
         self.device = "cuda" if config.run.accelerator in ("cuda", "auto") and torch.cuda.is_available() else "cpu"
-        self.recipe = view_recipe(config)
+        self.views = view_set(config)
         self.trainable = encoder
         if c.train_from is None:
             return
         from ..models.partial import split
 
-        sizes = sorted({spec.size for spec in self.recipe})
+        sizes = sorted({spec.size for spec in self.views})
         if sizes != [self.resolution]:
-            raise ValueError(f"--train-from caches views of one size, the tail's; this view recipe has crops of {sizes} px "
+            raise ValueError(f"--train-from caches views of one size, the tail's; this view set has crops of {sizes} px "
                              "(multi-crop). Drop --train-from to train the whole network, or choose two-crop views "
                              "(--set data.views=mira).")
         trunk, self.trainable = split(encoder, c.train_from, self.resolution)
         cache = dict(resolution=self.resolution, token_grid=0, device=self.device)
         self.slots = [extract_features(trunk, data.train, views=c.cached_views, augment=spec, seed=s, **cache).in_memory()
-                      for s, spec in enumerate(self.recipe)]
+                      for s, spec in enumerate(self.views)]
         self.test_trunk = extract_features(trunk, data.test, views=0, **cache)
 
     def batches(self, per_rank: int, fabric):
@@ -233,7 +234,7 @@ class _Source:
         if self.config.continued.train_from is None:
             from ..data.batches import ViewBatches
 
-            return ViewBatches(self.data.train.images, np.arange(len(self.data.train)), self.recipe, per_rank, **kw)
+            return ViewBatches(self.data.train.images, np.arange(len(self.data.train)), self.views, per_rank, **kw)
         from ..data.cached_views import CachedViewBatches
 
         return CachedViewBatches(self.slots, per_rank, **kw)

@@ -24,7 +24,7 @@ from .optim import build_optimiser
 CONFIG = "config.yaml"
 # Settings a resumed run may change; any other difference from config.yaml is refused.
 RESUMABLE = {"schedule.epochs", "schedule.max_steps", "run.checkpoint_every", "run.log_every", "run.progress",
-             "run.knn_every", "data.data_root", "data.download", "run.abort_on_collapse"}
+             "run.knn_every", "data.data_root", "data.download", "data.workers", "run.abort_on_collapse"}
 PRECISIONS, ACCELERATORS = C.PRECISIONS, C.ACCELERATORS
 
 
@@ -176,19 +176,19 @@ def check_run(config: C.TrainConfig) -> int:
     return per_rank
 
 
-def view_recipe(config: C.TrainConfig):
-    from ..data.views import get_recipe
+def view_set(config: C.TrainConfig):
+    from ..data.views import get_view_set
 
     cls = methods.METHODS[config.method_name]
-    recipe = get_recipe(config.data.views or cls.default_views, config.data.resolution, **config.data.view_options)
-    if len(recipe) < cls.num_views:
-        raise ValueError(f"{config.method_name} trains on at least {cls.num_views} views; the view recipe "
-                         f"{config.data.views!r} gives {len(recipe)}. Choose another data.views (or drop it for the method's own).")
-    if cls.max_views is not None and len(recipe) > cls.max_views:
+    views = get_view_set(config.data.views or cls.default_views, config.data.resolution, **config.data.view_options)
+    if len(views) < cls.num_views:
+        raise ValueError(f"{config.method_name} trains on at least {cls.num_views} views; the view set "
+                         f"{config.data.views!r} gives {len(views)}. Choose another data.views (or drop it for the method's own).")
+    if cls.max_views is not None and len(views) > cls.max_views:
         raise ValueError(f"{config.method_name} trains on {cls.max_views} views, but data.views={config.data.views!r} makes "
-                         f"{len(recipe)}: the rest would be made and thrown away. Drop data.views (or choose a 2-view one); "
+                         f"{len(views)}: the rest would be made and thrown away. Drop data.views (or choose a 2-view one); "
                          "multi-crop is for swav, mira and hydes.")
-    return recipe
+    return views
 
 
 def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrite: bool = False, watch: tuple = ()) -> dict:
@@ -198,8 +198,8 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
     from ..data.dataset import load_dataset
 
     train = load_dataset(config.data.dataset, "train", config.data.data_root, download=config.data.download,
-                         image_size=config.data.image_size)
-    recipe = view_recipe(config)
+                         image_size=config.data.image_size, workers=config.data.workers)
+    views = view_set(config)
 
     def build(fabric):
         from ..data.batches import ViewBatches
@@ -208,7 +208,7 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
         labelled = bool(len(train.labels)) and bool((train.labels >= 0).all())
         holdout = config.data.holdout if labelled else 0  # no labels, no monitor: every image trains
         rows, bank, query = split_rows(train.labels, holdout, config.data.bank, config.optim.batch_size)
-        batches = ViewBatches(train.images, rows, recipe, per_rank, seed=config.run.seed, rank=fabric.global_rank,
+        batches = ViewBatches(train.images, rows, views, per_rank, seed=config.run.seed, rank=fabric.global_rank,
                               world_size=fabric.world_size, device=fabric.device)
         run = config.run
         if not labelled and run.knn_every and fabric.global_rank == 0:

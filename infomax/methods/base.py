@@ -73,9 +73,9 @@ class Method(Steps):
 
     name: ClassVar[str]
     Settings: ClassVar[type]
-    default_views: ClassVar[str] = "plain"  # the view recipe of data/views.py this method trains with
+    default_views: ClassVar[str] = "plain"  # the view set of data/views.py this method trains with
     num_views: ClassVar[int] = 2
-    max_views: ClassVar[int | None] = 2  # views a step reads; None: every view of a multi-crop recipe
+    max_views: ClassVar[int | None] = 2  # views a step reads; None: every view of a multi-crop view set
     min_batch: ClassVar[int] = 2  # per device
     communicates: ClassVar[bool] = True  # gathers across ranks and synchronises batch norm under DDP
     embeddings: ClassVar[tuple[str, ...]] = ("projector", "backbone")  # what its terms' "_embeddings" hold (add-ons)

@@ -1,5 +1,5 @@
 """HyDeS (hydes paper, Eq. 1-4, Sec. III): every crop of the batch (2 global + 6 local by default,
-the `multicrop` view recipe) is projected onto the unit sphere and is an anchor; the vMF kernel
+the `multicrop` view set) is projected onto the unit sphere and is an anchor; the vMF kernel
 entropy of all views (global) is raised and that of each image's own views (local) lowered,
 loss = -(alpha H_global - beta H_local) (objectives/hydes.py). The kernel concentration kappa is
 a setting (`--set method.kappa=20`; the paper sweeps 0.1, ln 2, 1, 10, 20). With `gather` the
