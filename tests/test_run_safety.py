@@ -2,7 +2,6 @@
 run at a time, a refused resume changes nothing, a new run that fails early leaves nothing, unlabelled folders
 pretrain, a monitor never costs a checkpoint, and an extended run keeps the lr it stands at."""
 import json
-import os
 import signal
 import subprocess
 import sys

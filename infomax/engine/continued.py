@@ -23,7 +23,6 @@ import numpy as np
 import torch
 
 from .. import config as C
-from .. import methods
 from ..runs import rundir
 from .pretrain import CONFIG, check_run, resolve as resolve_tree, train_method, view_set
 
@@ -135,9 +134,7 @@ def continue_pretraining(config: C.TrainConfig, out: Path, *, resume: bool = Fal
         raise ValueError("this config has no `continued` section; build it with engine.continued.resolve.")
     per_rank = check_run(config)
     c, out = config.continued, Path(out)
-    rundir.check_target(out, resume=resume, overwrite=overwrite)  # before minutes of feature extraction
-    if rundir.is_run(out):
-        rundir.claim(out)
+    rundir.take(out, resume=resume, overwrite=overwrite)  # before minutes of feature extraction
     start = StartingPoint(c.init)
     data = _Data(config)
     from ..models import build_encoder
@@ -179,6 +176,7 @@ def continue_pretraining(config: C.TrainConfig, out: Path, *, resume: bool = Fal
         write_report([out / "before", out / "after", out], out / "report.html",
                      title=f"Continued pre-training: {config.method_name} + {' + '.join(a['name'] for a in config.addons) or 'no add-on'}"
                            f" from {c.init} on {config.data.dataset}")
+    rundir.release(out)
     return result
 
 

@@ -298,9 +298,7 @@ def save_head(trainer: Trainer, path: Path, channels: int) -> None:
 def finetune(config: FinetuneConfig, out: Path, *, resume: bool = False, overwrite: bool = False,
              prepared: Prepared | None = None, report: bool = True) -> dict:
     check_settings(config)
-    rundir.check_target(out, resume=resume, overwrite=overwrite)
-    if rundir.is_run(out):  # resumed or overwritten: refuse a second owner before any work
-        rundir.claim(out)
+    rundir.take(out, resume=resume, overwrite=overwrite)  # resumed or overwritten: one owner before any work
     if resume:
         check_resume(config, Path(out) / "config.json")
     prepared = prepared or prepare_features(config)
@@ -322,6 +320,7 @@ def finetune(config: FinetuneConfig, out: Path, *, resume: bool = False, overwri
             rundir.write_json(out / "metrics.json", metrics)
     if report:
         write_run_report(out)
+    rundir.release(out)
     return metrics
 
 

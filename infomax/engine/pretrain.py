@@ -232,9 +232,7 @@ def train_method(config: C.TrainConfig, out: Path, build, *, resume: bool, overw
     out, run = Path(out), config.run
     fabric = make_fabric(run, out)
     if fabric.global_rank == 0:
-        rundir.check_target(out, resume=resume, overwrite=overwrite)
-        if rundir.is_run(out):  # a run being resumed or overwritten: refuse a second owner before any work
-            rundir.claim(out)
+        rundir.take(out, resume=resume, overwrite=overwrite)
         if resume:
             check_resume(config, out)
     try:

@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 from .atomic import save_tensors, write_atomic, write_json
 
 __all__ = ["LOCK", "MARKER", "METRICS_LOG", "RunDirBusy", "RunDirExists", "check_target", "claim", "clear", "discard", "environment", "is_run",
-           "load_tensors", "log_metrics", "prepare", "previous_last", "read_metrics", "record_environment", "release", "refuse_changes", "save_tensors", "truncate_log", "write_atomic",
+           "load_tensors", "log_metrics", "prepare", "previous_last", "read_metrics", "record_environment", "release", "take", "refuse_changes", "save_tensors", "truncate_log", "write_atomic",
            "write_json"]
 
 METRICS_LOG = "metrics.jsonl"
@@ -80,6 +80,15 @@ def check_target(out: Path, *, resume: bool = False, overwrite: bool = False) ->
         raise RunDirExists(f"{out} already holds a run; pass --resume to continue it or --overwrite to start again.")
     if resume and not is_run(out):
         raise FileNotFoundError(f"--resume: {out} holds no infomax run to continue; start one without --resume.{_unmarked(out)}")
+    return out
+
+
+def take(out: Path, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """`check_target`, then claim `out` when it already holds a run (resumed or overwritten): a second owner is
+    refused before any work. A new run is claimed by `prepare`, which creates it."""
+    out = check_target(out, resume=resume, overwrite=overwrite)
+    if is_run(out):
+        claim(out)
     return out
 
 
