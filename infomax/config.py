@@ -29,7 +29,7 @@ import yaml
 RECIPES = Path(__file__).parent / "recipes"
 MAX_SIDE = 2048  # pixels: larger views would ask the allocator for terabytes before the first step
 ACCELERATORS = ("cpu", "cuda", "mps", "auto")
-PRECISIONS = ("32-true", "bf16-mixed", "16-mixed")
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 
 
 class ConfigError(ValueError):
@@ -147,7 +147,7 @@ class RunConfig:
     accelerator: str = "auto"  # cpu | cuda | mps | auto
     devices: int = 1
     num_nodes: int = 1
-    precision: str = "32-true"  # 32-true | bf16-mixed | 16-mixed
+    precision: str = "auto"  # bf16-mixed where the device computes bf16 natively, else 32-true; config.yaml keeps the choice
     compile: bool = False
     progress: bool = True
 

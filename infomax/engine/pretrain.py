@@ -98,6 +98,8 @@ def check_devices(run, batch_size: int) -> None:
         raise ValueError("--accelerator mps: MPS is not available here; use --accelerator cpu.")
     on_cpu = run.accelerator == "cpu" or (run.accelerator == "auto" and not torch.cuda.is_available()
                                           and not torch.backends.mps.is_available())
+    if run.precision == "auto":
+        run.precision = native_precision("cpu" if on_cpu else "mps" if run.accelerator == "mps" or not torch.cuda.is_available() else "cuda")
     if run.precision == "16-mixed" and on_cpu:
         raise ValueError("--precision 16-mixed needs a GPU (on a CPU it would run bf16 and say fp16); use bf16-mixed.")
     if run.num_nodes > 1 and not launched():
@@ -108,6 +110,25 @@ def check_devices(run, batch_size: int) -> None:
     world = run.devices * run.num_nodes
     if batch_size % world:
         raise ValueError(f"--batch-size {batch_size} does not split over {world} processes; use a multiple of {world}.")
+
+
+def native_precision(device_type: str) -> str:
+    """What `--precision auto` runs: bf16 autocast where the device has bf16 arithmetic (a CUDA GPU that
+    supports it; a CPU with AVX-512 BF16 or AMX, 2.4-2.8x fp32 here, benchmarks/results/cpu_speed.md),
+    else fp32, which emulated bf16 would only slow down."""
+    if device_type == "cuda":
+        return "bf16-mixed" if torch.cuda.is_bf16_supported() else "32-true"
+    if device_type == "cpu":
+        return "bf16-mixed" if _cpu_flags() & {"avx512_bf16", "amx_bf16"} else "32-true"
+    return "32-true"
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no native-bf16 claim we can check
+        return set()
+    return {flag for line in text.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
 
 
 def launched() -> bool:
@@ -240,8 +261,7 @@ def train_method(config: C.TrainConfig, out: Path, build, *, resume: bool, overw
         torch.manual_seed(run.seed)  # the same initial weights on every rank
         method, batches, monitors = build(fabric)
         method.check_batch(config.optim.batch_size)
-        if fabric.device.type == "cuda":
-            method = method.to(memory_format=torch.channels_last)
+        method = method.to(memory_format=torch.channels_last)  # 1.3x on CPU too, fp32 or bf16 (cpu_speed.md)
         optimiser = build_optimiser(method.stage_parameters("main"), config.optim)
         compiled = torch.compile(method) if run.compile else method
         model, optimiser = fabric.setup(compiled, optimiser)
