@@ -20,6 +20,15 @@ def _data_check(args: argparse.Namespace) -> int:
     return run(args.name, args.data_root, download=args.download, image_size=args.image_size, workers=args.workers)
 
 
+def _data_pack(args: argparse.Namespace) -> int:
+    from .data.shards import pack
+
+    manifest = pack(Path(args.src), Path(args.out), args.shard_size)
+    for split, shards in manifest["splits"].items():
+        print(f"{split}: {sum(s['images'] for s in shards.values())} images in {len(shards)} shards")
+    return 0
+
+
 def _finetune(args: argparse.Namespace) -> int:
     from .engine.finetune import FinetuneConfig, finetune
 
@@ -337,10 +346,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     data = verbs.add_parser("data", help="inspect datasets").add_subparsers(dest="data_verb", required=True, metavar="ACTION")
     check = data.add_parser("check", help="find, decode and verify a dataset; print a JSON summary")
-    check.add_argument("name", help="cifar10, cifar100, mnist, fashion-mnist, svhn, stl10, imagefolder, digits, mnist-5k")
+    check.add_argument("name", help="cifar10, cifar100, mnist, fashion-mnist, svhn, stl10, imagefolder, shards, digits, mnist-5k")
     add_data_root(check)
     check.add_argument("--workers", type=int, metavar="N", help="processes that decode image files (default: the machine's cores; 0: none)")
     check.set_defaults(handler=_data_check)
+    pack = data.add_parser("pack", help="write an image folder as checksummed webdataset tar shards (resumable)")
+    pack.add_argument("src", help="an image folder (class/image.jpg, train|val|test/class/image.jpg, or flat)")
+    pack.add_argument("out", help="the shards' folder: SPLIT-000000.tar, classes.txt, manifest.json")
+    pack.add_argument("--shard-size", type=int, default=1000, metavar="N", help="images per shard (default 1000)")
+    pack.set_defaults(handler=_data_pack)
     add_pretrain(verbs)
     add_continue(verbs)
     add_finetune(verbs)

@@ -29,6 +29,7 @@ import yaml
 RECIPES = Path(__file__).parent / "recipes"
 MAX_SIDE = 2048  # pixels: larger views would ask the allocator for terabytes before the first step
 ACCELERATORS = ("cpu", "cuda", "mps", "auto")
+SOURCES = ("auto", "decoded", "stream")  # data.source
 PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
 
 
@@ -73,7 +74,11 @@ class DataConfig:
     dataset: str = "cifar10"
     data_root: str | None = None
     image_size: int | None = None  # imagefolder only: resize images of mixed sizes to this square
-    workers: int | None = None  # decode processes; None: the machine's cores
+    workers: int | None = None  # decode processes (the decoded cache's, or the stream's loader workers); None: the machine's cores
+    source: str = "auto"  # decoded | stream | auto: shards stream; an image folder streams when its cache would pass decoded_max_gb
+    decoded_max_gb: float = 32.0  # ours: a decoded cache up to this size lives on local disk and reads faster than a stream decodes
+    prefetch: int = 2  # batches each stream worker prepares ahead (torch's default)
+    max_bad_fraction: float = 0.001  # a stream skips undecodable images and stops when they pass this share of the split
     download: bool = False
     resolution: int = 32
     views: str = ""  # a view set of data/views.py; "" takes the method's own
@@ -84,7 +89,8 @@ class DataConfig:
     def __post_init__(self):
         side = (lambda v: 4 <= v <= MAX_SIDE), f"between 4 and {MAX_SIDE} pixels"
         require("data", self, resolution=side, image_size=optional(side), holdout=at_least(0), bank=at_least(1),
-                workers=optional(at_least(0)))
+                workers=optional(at_least(0)), source=one_of(*SOURCES), decoded_max_gb=POSITIVE, prefetch=at_least(1),
+                max_bad_fraction=((lambda v: 0 <= v <= 1), "between 0 and 1"))
 
 
 @dataclass

@@ -56,21 +56,43 @@ def check_range(name: str, pair, low: float, high: float, example: str, open_low
     return lo, hi
 
 
-def _generator(generator: torch.Generator | None) -> torch.Generator:
+class Draws:
+    """Uniform draws made beforehand, a row per sample and a column per draw, handed out column by column
+    in the order the ops ask: the streaming source draws each sample's row from (seed, epoch, index) in a
+    worker, so its views do not depend on which batch, worker or rank the sample lands in."""
+
+    def __init__(self, table: Tensor):
+        self.table, self.used = table.to(torch.float64), 0
+
+    def take(self, n: int) -> Tensor:
+        if n != self.table.shape[0] or self.used >= self.table.shape[1]:
+            raise ValueError(f"asked for draw {self.used + 1} of {n} samples; the table holds {self.table.shape[1]} of "
+                             f"{self.table.shape[0]} (views.PHOTOMETRIC_DRAWS is too small for the ops).")
+        self.used += 1
+        return self.table[:, self.used - 1]
+
+
+def _generator(generator: torch.Generator | Draws | None) -> torch.Generator | Draws:
     if generator is None:
         return torch.default_generator
+    if isinstance(generator, Draws):
+        return generator
     if not isinstance(generator, torch.Generator) or generator.device.type != "cpu":
         raise ValueError("`generator` must be a CPU torch.Generator (parameters are drawn on the CPU so that "
                          "a seed gives the same views on every device); use torch.Generator().manual_seed(seed).")
     return generator
 
 
-def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Tensor:
-    return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+def _rand(n: int, generator: torch.Generator | Draws) -> Tensor:
+    return generator.take(n) if isinstance(generator, Draws) else torch.rand(n, generator=generator, dtype=torch.float64)
 
 
-def _coin(n: int, p: float, generator: torch.Generator) -> Tensor:
-    return torch.rand(n, generator=generator, dtype=torch.float64) < p
+def _uniform(n: int, low: float, high: float, generator: torch.Generator | Draws) -> Tensor:
+    return low + (high - low) * _rand(n, generator)
+
+
+def _coin(n: int, p: float, generator: torch.Generator | Draws) -> Tensor:
+    return _rand(n, generator) < p
 
 
 def _on_rows(x: Tensor, mask: Tensor, fn: Callable[[Tensor, Tensor], Tensor]) -> Tensor:

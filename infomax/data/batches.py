@@ -18,18 +18,17 @@ from torch.utils.data import DistributedSampler
 from .views import ViewSet, make_views
 
 
-class ViewBatches:
-    def __init__(self, images: np.ndarray, rows: np.ndarray, views: ViewSet, batch_size: int, *,
-                 seed: int, rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu"):
-        """`batch_size` is per rank; `rows` are the training rows of `images` to draw from."""
+class RankBatches:
+    """This rank's share of `rows`, as DistributedSampler shards them: one seeded permutation per epoch,
+    rank r takes every world-th row, equal batches on every rank (the rest of an epoch is dropped)."""
+
+    def __init__(self, rows: np.ndarray, batch_size: int, *, seed: int, rank: int = 0, world_size: int = 1):
         if batch_size * world_size > len(rows):
             raise ValueError(f"a global batch of {batch_size * world_size} needs at least that many training images; "
                              f"the dataset has {len(rows)}. Lower --batch-size.")
-        self.images, self.rows, self.views, self.batch_size = images, np.asarray(rows), views, batch_size
-        self.device = torch.device(device)
+        self.rows, self.batch_size = np.asarray(rows), batch_size
         self.sampler = DistributedSampler(range(len(self.rows)), num_replicas=world_size, rank=rank, shuffle=True,
                                           seed=seed, drop_last=True)
-        self.generator = torch.Generator().manual_seed(seed * 1009 + rank)
 
     def __len__(self) -> int:
         return len(self.sampler) // self.batch_size
@@ -39,6 +38,15 @@ class ViewBatches:
         self.sampler.set_epoch(epoch)
         order = np.fromiter(iter(self.sampler), dtype=np.int64, count=len(self.sampler))
         return self.rows[order[: len(self) * self.batch_size]].reshape(len(self), self.batch_size)
+
+
+class ViewBatches(RankBatches):
+    def __init__(self, images: np.ndarray, rows: np.ndarray, views: ViewSet, batch_size: int, *,
+                 seed: int, rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu"):
+        """`batch_size` is per rank; `rows` are the training rows of `images` to draw from."""
+        super().__init__(rows, batch_size, seed=seed, rank=rank, world_size=world_size)
+        self.images, self.views, self.device = images, views, torch.device(device)
+        self.generator = torch.Generator().manual_seed(seed * 1009 + rank)
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[dict]:
         for index in self.rows_of(epoch)[skip:]:

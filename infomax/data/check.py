@@ -27,6 +27,8 @@ def checksum_status(location: Path, known: dict[str, tuple[str, str, bool]]) -> 
 
 def summarise(name: str, data_root: str | None = None, download: bool = False, image_size: int | None = None,
               workers: int | None = None) -> dict:
+    if name == "shards":
+        return summarise_shards(data_root)
     source = get_source(name)
     location = locate(name, data_root, download=download)
     summary = {"dataset": name, "source": str(location), "splits": {}}
@@ -46,6 +48,27 @@ def summarise(name: str, data_root: str | None = None, download: bool = False, i
     summary["ok"] = not bad and bool(summary["splits"])
     if bad:
         summary["error"] = "; ".join(bad)
+    return summary
+
+
+def summarise_shards(location: str | None) -> dict:
+    """Each split's shards read whole: counts, classes, checksums against manifest.json, undecodable images."""
+    from .shards import check, is_pattern
+
+    if not location:
+        raise ValueError("data check shards needs --data-root: the shards' folder or a pattern such as DIR/train-*.tar.")
+    summary = {"dataset": "shards", "source": str(location), "splits": {}}
+    for split in ("train",) if is_pattern(str(location)) else ("train", "val", "test", "unlabelled"):
+        if is_pattern(str(location)) or any(Path(location).glob(f"{split}-*.tar")):
+            summary["splits"][split] = check(location, split)
+    problems = [f"{split}: {len(s['bad'])} undecodable ({s['bad'][0]})" for split, s in summary["splits"].items() if s["bad"]]
+    problems += [f"{split}: checksum mismatch in {s['checksum_mismatch']}; repack them" for split, s in summary["splits"].items()
+                 if s["checksum_mismatch"]]
+    if not summary["splits"]:
+        problems.append(f"{location}: no SPLIT-*.tar shards; pack a folder with `infomax data pack SRC OUT`")
+    summary["ok"] = not problems
+    if problems:
+        summary["error"] = "; ".join(problems)
     return summary
 
 

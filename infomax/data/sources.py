@@ -280,3 +280,15 @@ register(Source(
     expected="your folder or tar given as --data-root: class/image.jpg, train|val|test/class/image.jpg, or a flat folder (unlabelled)",
     candidates=lambda root: [root], read=_read_imagefolder,
 ))
+
+
+def _read_shards(location: Path, split: str) -> dict[str, Raw]:
+    raise DataFormatError(f"{location}: shards are read by streaming: pretrain reads them with data.source=stream (or "
+                          "auto); to evaluate or fine-tune, give the image folder they were packed from.")
+
+
+register(Source(
+    name="shards", splits=("train", "val", "test", "unlabelled"),
+    expected="webdataset tar shards given as --data-root: a folder of SPLIT-000000.tar (infomax data pack) or a pattern",
+    candidates=lambda root: [root], read=_read_shards,
+))

@@ -66,12 +66,13 @@ from typing import Callable, Sequence
 import torch
 
 from .augment import (
-    _generator, _rgb, center_resize, check_probability, check_range, check_size, color_jitter, gaussian_blur,
+    Draws, _batch, _generator, _rgb, center_resize, check_probability, check_range, check_size, color_jitter, gaussian_blur,
     grayscale, horizontal_flip, random_resized_crop, solarize, to_float_images,
 )
 
 Tensor = torch.Tensor
 SMALL_IMAGE = 32  # at or below this side a view set takes its source's CIFAR setting (module docstring)
+PHOTOMETRIC_DRAWS = 9  # jitter: apply + 4 factors; grayscale 1; blur: apply + sigma; solarize 1
 SMI_BLUR_P = 1.0  # smi paper App. A.1.2 names GaussianBlur with no probability: torchvision's, always on
 
 
@@ -125,7 +126,15 @@ def make_view(images, spec: ViewSpec, generator: torch.Generator | None = None) 
         x = horizontal_flip(center_resize(images, spec.size), spec.flip_p, generator=g)
     else:
         x = random_resized_crop(images, spec.size, spec.scale, spec.ratio, flip_p=spec.flip_p, generator=g)
-    x = _rgb(x)
+    return photometric(x, spec, g)
+
+
+@torch.no_grad()
+def photometric(x: Tensor, spec: ViewSpec, generator: torch.Generator | Draws | None = None) -> Tensor:
+    """The colour half of a view, on a batch already cropped to spec.size (the streaming source crops at
+    decode time): jitter -> grayscale -> blur -> solarize, at most PHOTOMETRIC_DRAWS draws per sample."""
+    g = _generator(generator)
+    x = _rgb(_batch(x))
     x = color_jitter(x, spec.brightness, spec.contrast, spec.saturation, spec.hue, spec.jitter_p, generator=g)
     x = grayscale(x, spec.grayscale_p, generator=g)
     x = gaussian_blur(x, spec.blur_sigma, spec.blur_p, generator=g)

@@ -105,6 +105,7 @@ class Loop:
         self._bar = None
         self.step, self.seconds, self.last_terms = 0, 0.0, {}
         self._stop: int | None = None
+        self._waited, self._since = 0.0, time.perf_counter()
         self._restored = False
         missing = [s for s in self.method.stages if s not in optimisers]
         if missing:
@@ -163,6 +164,10 @@ class Loop:
                                 "raise the warm-up, or clip gradients (optim.clip_grad).")
 
     def _log(self, record: dict, terms: dict) -> None:
+        now = time.perf_counter()
+        record["data_wait"] = self._waited / max(now - self._since, 1e-9)
+        self._waited, self._since = 0.0, now
+        record.update(getattr(self.batches, "log_values", dict)())
         for watch in self.watch:
             record.update(watch(self, terms))
         values = self._mean_over_ranks({k: float(v) for k, v in record.items()})
@@ -200,7 +205,7 @@ class Loop:
             rundir.truncate_log(self.out, self.step)
         per_epoch = len(self.batches)
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-        started = self._segment_start = time.perf_counter()
+        started = self._segment_start = self._since = time.perf_counter()
         self._started, self._shown, self._first_step = started, None, self.step
         if self.fabric.global_rank == 0 and self.run.progress:
             print(f"[{self.name}] {'resumed at' if self.step else 'starting'} step {self.step} of {self.schedule.total_steps} "
@@ -210,7 +215,8 @@ class Loop:
             while self.step < self.schedule.total_steps:
                 epoch, skip = divmod(self.step, per_epoch)
                 self.method.on_epoch_start(epoch)  # also mid-epoch after a resume: the method learns which epoch it is in
-                for batch in self.batches.epoch(epoch, skip):
+                batches = iter(self.batches.epoch(epoch, skip))
+                while (batch := self._next(batches)) is not None:
                     self.train_step(batch)
                     if self._bar is not None:
                         self._bar.update(1)
@@ -228,6 +234,13 @@ class Loop:
                 self._bar.close()
         self.save()
         return {"steps": self.step, "seconds": self.seconds}
+
+    def _next(self, batches):
+        """The next batch, its wait counted: `data_wait` is the fraction of time between logged steps spent here."""
+        start = time.perf_counter()
+        batch = next(batches, None)
+        self._waited += time.perf_counter() - start
+        return batch
 
     def _after_step(self) -> None:
         stop = self._stop is not None
@@ -323,7 +336,7 @@ class Loop:
         if not self.run.progress or "loss" not in record:
             return
         if self._bar is not None:
-            self._bar.set_postfix(loss=f"{record['loss']:.4f}", refresh=False)
+            self._bar.set_postfix(loss=f"{record['loss']:.4f}", data_wait=f"{record.get('data_wait', 0):.0%}", refresh=False)
             return
         now = time.perf_counter()
         if self._shown is not None and now - self._shown < 30 and self.step != self.schedule.total_steps:
@@ -331,7 +344,7 @@ class Loop:
         rate = (self.step - self._first_step) / max(now - self._started, 1e-9)
         eta = (self.schedule.total_steps - self.step) / max(rate, 1e-9)
         print(f"[{self.name}] step {self.step}/{self.schedule.total_steps}, loss {record['loss']:.4f}, "
-              f"{rate:.2f} steps/s, ETA {_clock(eta)}", file=sys.stderr, flush=True)
+              f"{rate:.2f} steps/s, data wait {record.get('data_wait', 0):.0%}, ETA {_clock(eta)}", file=sys.stderr, flush=True)
         self._shown = now
 
 

@@ -24,7 +24,8 @@ from .optim import build_optimiser
 CONFIG = "config.yaml"
 # Settings a resumed run may change; any other difference from config.yaml is refused.
 RESUMABLE = {"schedule.epochs", "schedule.max_steps", "run.checkpoint_every", "run.log_every", "run.progress",
-             "run.knn_every", "data.data_root", "data.download", "data.workers", "run.abort_on_collapse"}
+             "run.knn_every", "data.data_root", "data.download", "data.workers", "data.prefetch", "data.max_bad_fraction",
+             "run.abort_on_collapse"}
 PRECISIONS, ACCELERATORS = C.PRECISIONS, C.ACCELERATORS
 
 
@@ -216,31 +217,73 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
     """Train `config`'s method into the run directory `out`; `watch`: more callables `(loop, terms) -> dict`
     for the logged steps (a benchmark's own probes)."""
     per_rank = check_run(config)
-    from ..data.dataset import load_dataset
-
-    train = load_dataset(config.data.dataset, "train", config.data.data_root, download=config.data.download,
-                         image_size=config.data.image_size, workers=config.data.workers)
+    train = training_images(config)
     views = view_set(config)
 
     def build(fabric):
-        from ..data.batches import ViewBatches
-
         method = build_method(config, fabric.world_size, fabric.device.type)
         labelled = bool(len(train.labels)) and bool((train.labels >= 0).all())
         holdout = config.data.holdout if labelled else 0  # no labels, no monitor: every image trains
         rows, bank, query = split_rows(train.labels, holdout, config.data.bank, config.optim.batch_size)
-        batches = ViewBatches(train.images, rows, views, per_rank, seed=config.run.seed, rank=fabric.global_rank,
-                              world_size=fabric.world_size, device=fabric.device)
+        batches = _batches(config, train, rows, views, per_rank, fabric)
         run = config.run
         if not labelled and run.knn_every and fabric.global_rank == 0:
             print(f"[pretrain] {config.data.dataset} has unlabelled images, so the kNN monitor (which needs labels) is off "
                   "and every image trains; evaluate the encoder on labelled data afterwards (infomax evaluate).",
                   file=sys.stderr, flush=True)
-        monitors = (KNNMonitor(train, bank, query, config.data.resolution, run.knn_k, run.knn_temperature, run.knn_every),) \
-            if len(query) and len(bank) >= run.knn_k else ()
+        monitors = ()
+        if len(query) and len(bank) >= run.knn_k and run.knn_every:
+            known, bank, query = _monitor_images(config, train, bank, query) if config.data.source == "stream" else (train, bank, query)
+            monitors = (KNNMonitor(known, bank, query, config.data.resolution, run.knn_k, run.knn_temperature, run.knn_every),)
         return method, batches, monitors
 
     return train_method(config, out, build, resume=resume, overwrite=overwrite, watch=watch, name=f"pretrain {config.method_name}")[0]
+
+
+def training_images(config: C.TrainConfig):
+    """The training split: a decoded Dataset, or encoded Samples for the stream (data.source, resolved and
+    recorded here, so a resume reads the images as the run did)."""
+    from ..data.stream import open_samples, resolve_source
+
+    data = config.data
+    data.source = resolve_source(data)
+    if data.source == "stream":
+        return open_samples(data, "train")
+    from ..data.dataset import load_dataset
+
+    return load_dataset(data.dataset, "train", data.data_root, download=data.download, image_size=data.image_size,
+                        workers=data.workers)
+
+
+def _batches(config: C.TrainConfig, train, rows, views, per_rank: int, fabric):
+    common = dict(seed=config.run.seed, rank=fabric.global_rank, world_size=fabric.world_size, device=fabric.device)
+    if config.data.source != "stream":
+        from ..data.batches import ViewBatches
+
+        return ViewBatches(train.images, rows, views, per_rank, **common)
+    from ..data.decode import resolve_workers
+    from ..data.stream import StreamBatches
+
+    def total(count: int) -> int:
+        return int(fabric.all_reduce(torch.tensor(float(count), device=fabric.device), reduce_op="sum"))
+
+    return StreamBatches(train, rows, views, per_rank, workers=resolve_workers(config.data.workers),
+                         prefetch=config.data.prefetch, max_bad_fraction=config.data.max_bad_fraction,
+                         total=total if fabric.world_size > 1 else None, **common)
+
+
+def _monitor_images(config: C.TrainConfig, samples, bank, query):
+    """The kNN monitor's bank and queries decoded once as plain views (a few thousand images, in memory)."""
+    from types import SimpleNamespace
+
+    from ..data.stream import plain_images
+
+    wanted = np.concatenate([bank, query])
+    images, kept = plain_images(samples, wanted, config.data.resolution)
+    position = {int(r): i for i, r in enumerate(kept)}
+    known = SimpleNamespace(images=images, labels=samples.labels[kept])
+    return (known, np.asarray([position[r] for r in bank if r in position], np.int64),
+            np.asarray([position[r] for r in query if r in position], np.int64))
 
 
 def train_method(config: C.TrainConfig, out: Path, build, *, resume: bool, overwrite: bool, watch: tuple = (),

@@ -39,6 +39,20 @@ WRITTEN = frozenset({MARKER, "config.yaml", "config.json", "environment.json", M
 _HELD: dict[Path, int] = {}  # run directory -> the descriptor of its lock, for as long as this process owns it
 
 
+def _drop_inherited_locks() -> None:
+    """In a forked child (a DataLoader or decode worker): close the lock descriptors it inherited. The lock
+    belongs to the parent; a worker outliving a killed parent must not keep the run locked."""
+    for fd in _HELD.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
+
+
 class RunDirExists(FileExistsError):
     pass
 
