@@ -18,11 +18,19 @@ from infomax.eval.knn import weighted_knn
 class TestProbe:
     """A watch for the loop: kNN top-1 on the test split every `every` steps, against CPU time."""
 
-    def __init__(self, train, test, every: int):
-        self.train, self.test, self.every = train, test, every
+    def __init__(self, train, test, every: int, linear_at: tuple[int, ...] = (), saved=None):
+        """`linear_at`: steps whose probe also fits the linear probe; `saved(points)`: called after each probe."""
+        self.train, self.test, self.every, self.linear_at, self.saved = train, test, every, set(linear_at), saved
         self.bank = np.sort(np.random.default_rng(0).permutation(len(train))[:10_000])
         self.points, self.probe_cpu, self.probe_wall = [], 0.0, 0.0
         self.cpu0, self.wall0 = time.process_time(), time.perf_counter()
+
+    def resume_from(self, points: list[dict], step: int) -> None:
+        """Go on from a checkpoint at `step`: the points up to it are kept, the clocks continue from its point."""
+        self.points = [p for p in points if p["step"] <= step]
+        last = self.points[-1] if self.points else {"cpu_s": 0.0, "wall_s": 0.0}
+        self.cpu0, self.wall0 = time.process_time() - last["cpu_s"], time.perf_counter() - last["wall_s"]
+        self.probe_cpu = self.probe_wall = 0.0
 
     def features(self, method) -> tuple[torch.Tensor, torch.Tensor]:
         """(bank, test) features of the encoder in eval mode on the plain view."""
@@ -40,11 +48,21 @@ class TestProbe:
 
     def record(self, method, step: int) -> None:
         cpu, wall = time.process_time(), time.perf_counter()
-        top1 = self.score(method)
-        self.points.append({"step": step, "cpu_s": cpu - self.cpu0 - self.probe_cpu, "wall_s": wall - self.wall0 - self.probe_wall, "knn_top1": top1})
+        bank, query = self.features(method)
+        labels = torch.from_numpy(self.train.labels[self.bank])
+        point = {"step": step, "cpu_s": cpu - self.cpu0 - self.probe_cpu, "wall_s": wall - self.wall0 - self.probe_wall,
+                 "knn_top1": weighted_knn(bank, labels, query, torch.from_numpy(self.test.labels), k=20, temperature=0.07).accuracy["top1"]}
+        if step in self.linear_at:
+            from infomax.eval.linear import linear_probe
+
+            point["linear_top1"] = linear_probe(bank, labels, query, torch.from_numpy(self.test.labels)).accuracy["top1"]
+        self.points = [p for p in self.points if p["step"] != step] + [point]  # a step redone after a resume replaces its point
         self.probe_cpu += time.process_time() - cpu
         self.probe_wall += time.perf_counter() - wall
-        print(f"  step {step}: kNN {top1:.2f} at {self.points[-1]['cpu_s']:.0f} CPU-s", flush=True)
+        if self.saved:
+            self.saved(self.points)
+        print(f"  step {step}: kNN {point['knn_top1']:.2f}" + (f", linear {point['linear_top1']:.2f}" if "linear_top1" in point else "")
+              + f" at {point['cpu_s']:.0f} CPU-s", flush=True)
 
     def __call__(self, loop, terms) -> dict:
         if loop.step % self.every == 0 or loop.step == loop.schedule.total_steps:
@@ -52,12 +70,14 @@ class TestProbe:
         return {}
 
 
-def config_for(method: str, seed: int, steps: int | None, data_root: str, sets: tuple[str, ...] = ()) -> C.TrainConfig:
+def config_for(method: str, seed: int, steps: int | None, data_root: str, sets: tuple[str, ...] = (),
+               checkpoint_every: int = 10**9) -> C.TrainConfig:
     tree = C.load_recipe(f"{method}-cpu")
     for assignment in sets:
         C.set_value(tree, assignment)
     tree["data"] = {**tree.get("data", {}), "dataset": "cifar10", "data_root": data_root}
-    tree["run"] = {**tree.get("run", {}), "seed": seed, "knn_every": 0, "log_every": 10, "checkpoint_every": 10**9, "progress": False}
+    tree["run"] = {**tree.get("run", {}), "seed": seed, "knn_every": 0, "log_every": 10, "checkpoint_every": checkpoint_every,
+                   "progress": False}
     tree["schedule"] = {**tree.get("schedule", {}), "epochs": 1000}
     if steps:
         tree["schedule"]["max_steps"] = steps

@@ -1,9 +1,9 @@
 """The data path at scale (issue 23), part 1: the decoded-cache build of an ImageNet-like folder.
 
-1. A synthetic ImageNet-like set made from the real CIFAR-10 training images: JPEGs of 500 x 375 px
-   at quality 90, each a 2 x 2 tile of four CIFAR images upscaled (bicubic) with Gaussian noise
-   (sigma 16) on top, so the files carry photo-like detail and size; labelled by the first tile's
-   class. `--unique` distinct files are made once under WORK/jpegs/; a set of N images
+1. A synthetic ImageNet-like set made from the real CIFAR-10 and Fashion-MNIST training images:
+   JPEGs of 500 x 375 px at quality 90, each a 2 x 2 tile of four images upscaled (bicubic) with
+   Gaussian noise (sigma 16) on top, so the files carry photo-like detail and size; every 4th from
+   Fashion-MNIST (grey, as RGB); labelled by the first tile's class. `--unique` distinct files are made once under WORK/jpegs/; a set of N images
    (WORK/sets/N/) hard-links them in turn, so N can exceed the distinct files without the disk.
 2. For each N in --sizes and each count in --workers: `load_dataset("imagefolder", ..., image_size=224)`
    in a fresh child process with an empty cache, timed (listing, key, decode, write, rename), with
@@ -11,7 +11,16 @@
    tree's peak proportional set size (PSS: shared pages split between the processes sharing them),
    sampled every 0.2 s from /proc/PID/smaps_rollup. Each cache is deleted after its measurement.
 
-Results are rewritten after every measurement to OUT.{md,json}. The full run of the issue is
+3. `--parts stream`: streaming throughput. The first --stream-images files are read by StreamBatches'
+   DataLoader (the simclr view set at --image-size: two crops of 0.08-1 per image, JPEG draft,
+   the uint8 crops out; the colour ops run on the device later and are not counted) with 1 and 2
+   workers, against the floor: the same files read, decoded (with the same draft rule), cropped
+   and resized to the same two crops in a bare Pillow loop in one process.
+4. `--parts wait`: the data-wait fraction the loop logs for a ResNet-18 SimCLR step at batch 256
+   (--wait-resolution px, bf16 where the CPU has it), streaming (2 workers) against the decoded cache.
+5. `--parts disk`: the set packed into shards (`infomax data pack`) against its decoded cache, bytes on disk.
+
+Results are rewritten after every measurement to OUT.{md,json}; each part keeps the others' results. The full run of the issue is
 `--sizes 25000 50000 100000 --unique 20000`; the default sizes take about a quarter hour on 2 cores.
 
     python benchmarks/data_scale.py [--work runs/data_scale] [--sizes 2000 5000 10000] [--workers 1 2]
@@ -64,11 +73,19 @@ def _write_jpeg(folder: str, tiles: np.ndarray, class_name: str, index: int) -> 
     os.replace(tmp, path)
 
 
+def _tiles(cifar, fashion, picks: np.ndarray, index: int) -> tuple[np.ndarray, str]:
+    """Four RGB tiles and the class folder: CIFAR-10's, or Fashion-MNIST's (grey, as RGB) for every 4th image."""
+    if index % 4 == 3:
+        return np.repeat(fashion.images[picks], 3, axis=-1), f"fashion-{fashion.classes[fashion.labels[picks[0]]]}"
+    return cifar.images[picks], cifar.classes[cifar.labels[picks[0]]]
+
+
 def make_unique(work: Path, count: int, processes: int) -> list[Path]:
     """`count` distinct JPEGs under WORK/jpegs/<class>/ (made once; a rerun keeps those present)."""
     from infomax.data.dataset import load_dataset
 
-    folder, recipe = work / "jpegs", {"size": [WIDTH, HEIGHT], "quality": QUALITY, "noise": NOISE, "source": "cifar10 train"}
+    folder, recipe = work / "jpegs", {"size": [WIDTH, HEIGHT], "quality": QUALITY, "noise": NOISE,
+                                      "source": "cifar10 train; every 4th fashion-mnist train"}
     if (folder / "recipe.json").exists() and json.loads((folder / "recipe.json").read_text()) != recipe:
         shutil.rmtree(folder)  # made by another recipe
         shutil.rmtree(work / "sets", ignore_errors=True)
@@ -77,14 +94,13 @@ def make_unique(work: Path, count: int, processes: int) -> list[Path]:
     have = {int(p.stem) for p in folder.glob("*/*.jpg")}
     todo = [i for i in range(count) if i not in have]
     if todo:
-        cifar = load_dataset("cifar10", "train", SHARED)
-        picks = np.random.default_rng(0).integers(0, len(cifar), size=(count, 4))
+        cifar, fashion = load_dataset("cifar10", "train", SHARED), load_dataset("fashion-mnist", "train", SHARED)
+        picks = np.random.default_rng(0).integers(0, min(len(cifar), len(fashion)), size=(count, 4))
         started = time.perf_counter()
         with ProcessPoolExecutor(processes) as pool:
             for first in range(0, len(todo), 500):
                 batch = todo[first : first + 500]
-                jobs = [pool.submit(_write_jpeg, str(folder), cifar.images[picks[i]], cifar.classes[cifar.labels[picks[i, 0]]], i)
-                        for i in batch]
+                jobs = [pool.submit(_write_jpeg, str(folder), *_tiles(cifar, fashion, picks[i], i), i) for i in batch]
                 for job in jobs:
                     job.result()
                 print(f"[data_scale] {first + len(batch)}/{len(todo)} JPEGs made, {time.perf_counter() - started:.0f}s",
@@ -171,19 +187,134 @@ def measure(location: Path, workers: int, image_size: int, cache: Path) -> dict:
     return {**record, "workers": workers, "images_per_s": record["images"] / record["seconds"], "tree_pss_peak_mb": peak[0]}
 
 
+# ------------------------------------------------------------------------------- streaming
+
+
+def _floor_crops(path: Path, rng, size: int) -> None:
+    """The floor: one file read, decoded at the draft scale the stream would use, two crops resized."""
+    import math
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(path.read_bytes()))
+    width, height = image.size
+    boxes = []
+    for _ in range(2):
+        for _ in range(10):  # RandomResizedCrop's rule, in plain Python
+            area = width * height * rng.uniform(0.08, 1.0)
+            aspect = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+            w, h = math.sqrt(area * aspect), math.sqrt(area / aspect)
+            if w <= width and h <= height:
+                break
+        else:
+            w, h = min(width, height), min(width, height)
+        boxes.append((rng.uniform(0, width - w), rng.uniform(0, height - h), w, h))
+    shrink = min(min(w, h) / size for _, _, w, h in boxes)
+    if shrink >= 2:
+        image.draft("RGB", (math.ceil(width / shrink), math.ceil(height / shrink)))
+    image = image.convert("RGB")
+    fx, fy = image.width / width, image.height / height
+    for x0, y0, w, h in boxes:
+        np.asarray(image.resize((size, size), Image.Resampling.BILINEAR, box=(x0 * fx, y0 * fy, (x0 + w) * fx, (y0 + h) * fy)))
+
+
+def measure_stream(location: Path, size: int, workers_list: list[int]) -> dict:
+    import random
+
+    import torch
+
+    from infomax.data.encoded import folder_samples
+    from infomax.data.stream import StreamBatches
+    from infomax.data.views import get_view_set
+
+    samples = folder_samples(location, "train")
+    paths = [Path(p) for p in samples.files]
+    rng = random.Random(0)
+    for path in paths[:50]:  # warm the page cache and Pillow alike for every contender
+        path.read_bytes()
+    started = time.perf_counter()
+    for path in paths:
+        _floor_crops(path, rng, size)
+    floor = len(paths) / (time.perf_counter() - started)
+    result = {"images": len(paths), "floor_images_per_s": floor, "workers": {}}
+    views = get_view_set("simclr", size)
+    for workers in workers_list:
+        batches = StreamBatches(samples, np.arange(len(samples)), views, 64, seed=0, workers=workers)
+        torch.set_num_threads(1)
+        started = time.perf_counter()
+        seen = sum(len(b["crops"][0]) for b in batches.loader(0))
+        result["workers"][str(workers)] = seen / (time.perf_counter() - started)
+        print(f"[data_scale] stream, {workers} workers: {result['workers'][str(workers)]:.0f} images/s (floor {floor:.0f})",
+              file=sys.stderr, flush=True)
+    return result
+
+
+def measure_wait(location: Path, resolution: int, steps: int, work: Path) -> dict:
+    """metrics.jsonl's data_wait of pretrain runs, streaming and decoded, on the same folder."""
+    out = {}
+    for source, extra in (("stream", ["--set", "data.workers=2"]), ("decoded", ["--set", f"data.image_size={resolution}"])):
+        run = work / f"wait-{source}"
+        argv = [sys.executable, "-m", "infomax", "pretrain", "--method", "simclr", "--dataset", "imagefolder",
+                "--data-root", str(location), "--set", "model.backbone=resnet18", "--set", "model.options={}", "--batch-size", "256", "--max-steps", str(steps),
+                "--set", f"data.source={source}", "--set", f"data.resolution={resolution}", "--set", "run.log_every=1",
+                "--set", "run.knn_every=0", "--set", "data.holdout=0", "--out", str(run), "--overwrite", *extra]
+        env = {**os.environ, "INFOMAX_CACHE": str(work / "cache"), "PYTHONPATH": str(ROOT)}
+        subprocess.run(argv, env=env, check=True, capture_output=True)
+        records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "data_wait" in line]
+        later = records[1:]  # the first step pays for starting the workers and warming up
+        step_s = json.loads((run / "metrics.json").read_text())["train_seconds"] / steps
+        out[source] = {"data_wait": float(np.mean([r["data_wait"] for r in later])), "seconds_per_step": step_s,
+                       "precision": _saved(run, "run", "precision"), "steps": steps}
+        print(f"[data_scale] wait, {source}: {out[source]['data_wait']:.1%} of the step", file=sys.stderr, flush=True)
+    shutil.rmtree(work / "cache", ignore_errors=True)
+    return out
+
+
+def _saved(run: Path, section: str, key: str):
+    import yaml
+
+    return yaml.safe_load((run / "config.yaml").read_text())[section][key]
+
+
+def measure_disk(location: Path, image_size: int, work: Path) -> dict:
+    from infomax.data.shards import pack
+
+    shards = work / "shards"
+    shutil.rmtree(shards, ignore_errors=True)
+    started = time.perf_counter()
+    pack(location, shards, 1000)
+    seconds = time.perf_counter() - started
+    images = len(list(location.glob("*/*.jpg")))
+    shard_bytes = sum(p.stat().st_size for p in shards.glob("*.tar"))
+    shutil.rmtree(shards, ignore_errors=True)
+    return {"images": images, "shard_bytes": shard_bytes, "decoded_bytes": images * image_size * image_size * 3,
+            "pack_seconds": seconds}
+
+
 # ------------------------------------------------------------------------------------- report
 
 
-def write_results(out: Path, setup: dict, rows: list[dict]) -> None:
+def write_results(out: Path, record: dict) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
-    (out.with_suffix(".json")).write_text(json.dumps({"setup": setup, "builds": rows}, indent=1) + "\n")
-    one = {r["images"]: r["images_per_s"] for r in rows if r["workers"] == 1}
-    lines = [f"# Decoded-cache build at {setup['image_size']} px (benchmarks/data_scale.py)", "",
+    (out.with_suffix(".json")).write_text(json.dumps(record, indent=1) + "\n")
+    setup = record["setup"]
+    lines = ["# The data path at scale (benchmarks/data_scale.py)", "",
              f"Synthetic ImageNet-like set: {setup['unique']} distinct JPEGs, {WIDTH} x {HEIGHT} px, quality {QUALITY}, "
-             f"mean {setup['mean_file_kb']:.0f} KB, from CIFAR-10 train (2 x 2 tiles upscaled, noise sigma {NOISE}); "
+             f"mean {setup['mean_file_kb']:.0f} KB, from CIFAR-10 and (every 4th) Fashion-MNIST train (2 x 2 tiles upscaled, "
+             f"noise sigma {NOISE}); "
              "a set of N hard-links them in turn.", "",
              f"Machine: {setup['machine']['cpu']}, {setup['machine']['cores']} cores usable, load average "
-             f"{setup['machine']['load_average_1min']} at the start. Targets (issue 23): {TARGETS}.", "",
+             f"{setup['machine']['load_average_1min']} at the start, {setup['machine']['date']}.", ""]
+    lines += _cache_lines(record.get("builds", []), setup) + _stream_lines(record.get("stream")) + \
+        _wait_lines(record.get("wait"), setup) + _disk_lines(record.get("disk"))
+    (out.with_suffix(".md")).write_text("\n".join(lines) + "\n")
+
+
+def _cache_lines(rows: list[dict], setup: dict) -> list[str]:
+    if not rows:
+        return []
+    one = {r["images"]: r["images_per_s"] for r in rows if r["workers"] == 1}
+    lines = [f"## Decoded-cache build at {setup['image_size']} px", "", f"Targets (issue 23): {TARGETS}.", "",
              "Each build: a fresh process, an empty cache, `load_dataset(..., image_size, workers)` timed whole (listing, key, "
              "decode, write, rename). RSS: ru_maxrss of the main process and of the largest worker; tree PSS: the peak "
              "of the summed proportional set size of all the processes (shared pages counted once), sampled every 0.2 s.", "",
@@ -194,7 +325,45 @@ def write_results(out: Path, setup: dict, rows: list[dict]) -> None:
         lines.append(f"| {r['images']} | {r['workers']} | {r['seconds']:.1f} | {r['images_per_s']:.0f} | {ratio} | "
                      f"{r['rss_before_build_mb']:.0f} / {r['rss_main_peak_mb']:.0f} | {r['rss_worker_peak_mb']:.0f} | "
                      f"{r['tree_pss_peak_mb']:.0f} |")
-    (out.with_suffix(".md")).write_text("\n".join(lines) + "\n")
+    return lines + [""]
+
+
+def _stream_lines(stream: dict | None) -> list[str]:
+    if not stream:
+        return []
+    floor, rates = stream["floor_images_per_s"], stream["workers"]
+    lines = [f"## Streaming throughput, {stream['images']} files, two {stream['size']} px crops per image", "",
+             "Targets: >= 0.9x the floor per worker; 2 workers >= 1.8x one. The floor: the same files read, decoded at the "
+             "same draft scale, cropped and resized twice in a bare Pillow loop in one process.", "",
+             "| reader | images/s | vs the floor | vs 1 worker |", "|---|---:|---:|---:|",
+             f"| bare Pillow loop (floor) | {floor:.0f} | 1.00x | |"]
+    for workers, rate in rates.items():
+        vs_one = f"{rate / rates['1']:.2f}x" if "1" in rates else ""
+        lines.append(f"| StreamBatches, {workers} worker(s) | {rate:.0f} | {rate / floor:.2f}x | {vs_one} |")
+    return lines + [""]
+
+
+def _wait_lines(wait: dict | None, setup: dict) -> list[str]:
+    if not wait:
+        return []
+    lines = [f"## Data wait of a ResNet-18 SimCLR step (batch 256, {wait['resolution']} px)", "",
+             "The share of each step the loop spent waiting for its batch (metrics.jsonl's data_wait, mean over the steps "
+             "after the first). Streaming: 2 DataLoader workers beside the training on the same 2 cores; decoded: views "
+             "made in the training process from the memory-mapped cache.", "",
+             "| source | data wait | seconds / step | precision |", "|---|---:|---:|---|"]
+    for source in ("stream", "decoded"):
+        r = wait[source]
+        lines.append(f"| {source} | {r['data_wait']:.1%} | {r['seconds_per_step']:.1f} | {r['precision']} |")
+    return lines + [""]
+
+
+def _disk_lines(disk: dict | None) -> list[str]:
+    if not disk:
+        return []
+    return [f"## On disk, {disk['images']} images", "",
+            f"Shards (`infomax data pack`, 1000 per shard): {disk['shard_bytes'] / 1e9:.2f} GB, packed in "
+            f"{disk['pack_seconds']:.0f} s; the decoded cache at {disk['image_size']} px: {disk['decoded_bytes'] / 1e9:.2f} GB "
+            f"({disk['decoded_bytes'] / disk['shard_bytes']:.1f}x the shards).", ""]
 
 
 def machine() -> dict:
@@ -209,29 +378,46 @@ def machine() -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "data_scale", help="where the JPEGs and caches go (git-ignored)")
+    parser.add_argument("--parts", nargs="+", default=["cache", "stream", "wait", "disk"], choices=["cache", "stream", "wait", "disk"])
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 5000, 10000], help="images per build")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="decode processes per build")
     parser.add_argument("--unique", type=int, default=None, help="distinct JPEGs made (default: the largest size, at most 20000)")
     parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--stream-images", type=int, default=2000)
+    parser.add_argument("--wait-resolution", type=int, default=224)
+    parser.add_argument("--wait-steps", type=int, default=5)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "data_scale", help="OUT.md and OUT.json")
     parser.add_argument("--child", nargs=3, metavar=("LOCATION", "WORKERS", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         print(json.dumps(measure_child(args.child[0], int(args.child[1]), int(args.child[2]))))
         return
-    unique_count = args.unique or min(max(args.sizes), 20000)
+    unique_count = args.unique or min(max(args.sizes + [args.stream_images]), 20000)
     unique = make_unique(args.work, unique_count, max(args.workers))
-    setup = {"image_size": args.image_size, "unique": len(unique), "sizes": args.sizes, "workers": args.workers,
-             "mean_file_kb": float(np.mean([p.stat().st_size for p in unique[:2000]]) / 1024), "machine": machine()}
-    rows = []
-    for n in args.sizes:
-        location = make_set(args.work, unique, n)
-        for workers in args.workers:
-            rows.append(measure(location, workers, args.image_size, args.work / "cache"))
-            write_results(args.out, setup, rows)
-            r = rows[-1]
-            print(f"[data_scale] N={n} workers={workers}: {r['images_per_s']:.0f} images/s, main peak {r['rss_main_peak_mb']:.0f} MB, "
-                  f"tree PSS peak {r['tree_pss_peak_mb']:.0f} MB", file=sys.stderr, flush=True)
+    record = json.loads(args.out.with_suffix(".json").read_text()) if args.out.with_suffix(".json").exists() else {}
+    record["setup"] = {"image_size": args.image_size, "unique": len(unique), "sizes": args.sizes, "workers": args.workers,
+                       "mean_file_kb": float(np.mean([p.stat().st_size for p in unique[:2000]]) / 1024), "machine": machine()}
+    if "cache" in args.parts:
+        record["builds"] = []
+        for n in args.sizes:
+            location = make_set(args.work, unique, n)
+            for workers in args.workers:
+                record["builds"].append(measure(location, workers, args.image_size, args.work / "cache"))
+                write_results(args.out, record)
+                r = record["builds"][-1]
+                print(f"[data_scale] N={n} workers={workers}: {r['images_per_s']:.0f} images/s, main peak "
+                      f"{r['rss_main_peak_mb']:.0f} MB, tree PSS peak {r['tree_pss_peak_mb']:.0f} MB", file=sys.stderr, flush=True)
+    small = make_set(args.work, unique, args.stream_images)
+    if "stream" in args.parts:
+        record["stream"] = {**measure_stream(small, args.image_size, args.workers), "size": args.image_size}
+        write_results(args.out, record)
+    if "wait" in args.parts:
+        record["wait"] = {**measure_wait(small, args.wait_resolution, args.wait_steps, args.work), "resolution": args.wait_resolution}
+        write_results(args.out, record)
+    if "disk" in args.parts:
+        record["disk"] = {**measure_disk(make_set(args.work, unique, max(args.sizes)), args.image_size, args.work),
+                          "image_size": args.image_size}
+        write_results(args.out, record)
 
 
 if __name__ == "__main__":

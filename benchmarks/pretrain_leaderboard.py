@@ -1,18 +1,25 @@
-"""All nine pretraining methods at one compute budget on real CIFAR-10, 2 seeds (issue 11).
+"""All nine pretraining methods at one compute budget on real CIFAR-10, 2 seeds (issues 11 and 25).
 
-Each method trains with its CPU recipe (`infomax/recipes/METHOD-cpu.yaml`) for the same budget of
-process CPU time: a pilot measures each method's CPU-seconds per step (all pilots first, side by
-side), and each run's step count is set so that its cosine schedule ends at the budget. CPU time,
-not wall time, because these machines are shared: it counts the work a run did, whatever ran
-beside it; each run's wall time is reported too. The test-split kNN probe (k=20, T=0.07, 10,000
-training images vote for the 10,000 test images, eval mode, plain view) runs every
-`--probe-every` steps and at the end, its own time not counted; at the end a linear probe
-(eval/linear.py, L2 chosen on a split of the 10,000 training features) is fitted on the same
-features. Claims checked: MIRA >= SwAV (MIRA Table 7), SMI >= Barlow Twins (SMI Table 3), HyDeS
-learns fastest early (HyDeS Sec. VIII), each at this budget only.
+Each method trains with its CPU recipe (`infomax/recipes/METHOD-cpu.yaml`, the CPU default
+precision: bf16 autocast where the CPU has it) for the same budget of process CPU time: a pilot
+measures each method's CPU-seconds per step (all pilots first, side by side), and each run's step
+count is set so that its cosine schedule ends at the budget. CPU time, not wall time, because these
+machines are shared: it counts the work a run did, whatever ran beside it; each run's wall time is
+reported too. The test-split kNN probe (k=20, T=0.07, 10,000 training images vote for the 10,000
+test images, eval mode, plain view) runs every `--probe-every` steps and at the end, its own time
+not counted; at the probes nearest a quarter, half, three quarters and the end of a run the linear
+probe (eval/linear.py, L2 chosen on a split of the 10,000 training features, never on test) is
+fitted on the same features. Claims checked: MIRA >= SwAV (MIRA Table 7), SMI >= Barlow Twins (SMI
+Table 3), HyDeS learns fastest early (HyDeS Sec. VIII), each at this budget only.
 
-    python benchmarks/pretrain_leaderboard.py [--budget 480] [--seeds 0,1] [--methods ...]
-    python benchmarks/pretrain_leaderboard.py --render-only      # the .md and .png from the .json
+Long budgets run for hours: every run checkpoints at each probe and writes its curve beside it, so
+a stopped script rerun with `--append` skips the finished runs and resumes the unfinished one where
+its last checkpoint stands; results are rewritten after every run, a table missing runs is marked
+partial.
+
+    python benchmarks/pretrain_leaderboard.py [--budget 480] [--seeds 0,1] [--methods ...] [--stem NAME]
+    python benchmarks/pretrain_leaderboard.py --budget 2400 --probe-every 500 --stem pretrain_leaderboard_long --append
+    python benchmarks/pretrain_leaderboard.py --render-only [--stem NAME]   # the .md and .png from the .json
 
 The trained runs stay in --work (state.safetensors with every head, used by assign_convergence.py --logits).
 """
@@ -36,30 +43,50 @@ from infomax.data.dataset import load_dataset  # noqa: E402
 from infomax.engine.pretrain import pretrain  # noqa: E402
 from infomax.eval.linear import linear_probe  # noqa: E402
 from infomax.models import build_encoder  # noqa: E402
+from infomax.runs import rundir  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 STEM = RESULTS / "pretrain_leaderboard"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FIRST = 80  # the first probe after step 0 (--probe-every's default)
 ALL = ["simclr", "barlow_twins", "vicreg", "smi", "byol", "simsiam", "swav", "mira", "hydes"]
+BATCH = 256  # the CPU recipes' batch: images seen = steps x BATCH
 
 
 def one_run(method: str, seed: int, steps: int, train, test, args, sets: tuple[str, ...] = (), name: str | None = None) -> dict:
-    probe = TestProbe(train, test, args.probe_every)
-    config = config_for(method, seed, steps, args.data_root, sets)
-    torch.manual_seed(seed)  # the encoder pretrain starts from: the untrained point of the curve
-    probe.record(M.build(method, build_encoder(config.model.backbone, **config.model.options), config.method), 0)
-    probe.cpu0, probe.wall0, probe.probe_cpu, probe.probe_wall = time.process_time(), time.perf_counter(), 0.0, 0.0
     out = Path(args.work) / f"{name or method}-{seed}"
-    result = pretrain(config, out, overwrite=True, watch=(probe,))
+    curve = out.with_name(out.name + ".curve.json")
+    every = args.probe_every
+    quarters = tuple(sorted({min(steps, round(steps * q / every) * every) or every for q in (0.25, 0.5, 0.75)} | {steps}))
+    probe = TestProbe(train, test, every, linear_at=quarters, saved=lambda points: curve.write_text(json.dumps(points)))
+    config = config_for(method, seed, steps, args.data_root, sets, checkpoint_every=every)
+    resume = rundir.is_run(out) and (out / "state.safetensors").exists() and curve.exists()
+    if resume:
+        step = _checkpoint_step(out)
+        probe.resume_from(json.loads(curve.read_text()), step)
+        print(f"{method} seed {seed}: resuming at step {step}", flush=True)
+    else:
+        torch.manual_seed(seed)  # the encoder pretrain starts from: the untrained point of the curve
+        probe.record(M.build(method, build_encoder(config.model.backbone, **config.model.options), config.method), 0)
+        probe.cpu0, probe.wall0, probe.probe_cpu, probe.probe_wall = time.process_time(), time.perf_counter(), 0.0, 0.0
+    result = pretrain(config, out, resume=resume, overwrite=not resume, watch=(probe,))
+    linear = [p for p in probe.points if "linear_top1" in p]
+    return {"method": method, "seed": seed, "steps": steps, "curve": probe.points, "train_seconds": result["train_seconds"],
+            "precision": config.run.precision, "linear_top1": linear[-1]["linear_top1"] if linear else _final_linear(out, method, config, probe)}
+
+
+def _checkpoint_step(out: Path) -> int:
+    from safetensors import safe_open
+
+    with safe_open(str(out / "state.safetensors"), "pt") as handle:
+        return int(json.loads(handle.metadata()["infomax_state"])["counters"]["step"])
+
+
+def _final_linear(out: Path, method: str, config, probe) -> float:
     from infomax.models.registry import load_encoder
 
-    encoder = load_encoder(out / "encoder.safetensors")
-    holder = M.build(method, encoder, config.method)
-    bank, query = probe.features(holder)
-    linear = linear_probe(bank, torch.from_numpy(train.labels[probe.bank]), query, torch.from_numpy(test.labels))
-    return {"method": method, "seed": seed, "steps": steps, "curve": probe.points, "train_seconds": result["train_seconds"],
-            "linear_top1": linear.accuracy["top1"]}
+    bank, query = probe.features(M.build(method, load_encoder(out / "encoder.safetensors"), config.method))
+    return linear_probe(bank, torch.from_numpy(probe.train.labels[probe.bank]), query, torch.from_numpy(probe.test.labels)).accuracy["top1"]
 
 
 def main() -> None:
@@ -67,28 +94,41 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=480.0, help="process CPU seconds of training per run")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--methods", default=",".join(ALL))
-    parser.add_argument("--probe-every", type=int, default=FIRST)
+    parser.add_argument("--probe-every", type=int, default=FIRST, help="steps between probes and checkpoints (a multiple of 10)")
     parser.add_argument("--data-root", default=str(SHARED))
     parser.add_argument("--work", default="runs/leaderboard")
+    parser.add_argument("--stem", default=STEM.name, help="results/STEM.{json,md,png}")
+    parser.add_argument("--append", action="store_true", help="keep STEM.json's runs and pilots; run only what is missing")
     parser.add_argument("--render-only", action="store_true")
     args = parser.parse_args()
+    stem = RESULTS / args.stem
     if args.render_only:
-        record = json.loads(STEM.with_suffix(".json").read_text())
-        return write(record["runs"], record["budget_cpu_s"], record["cpu_s_per_step"], record["machine"])
-    train, test = load_dataset("cifar10", "train", args.data_root), load_dataset("cifar10", "test", args.data_root)
+        record = json.loads(stem.with_suffix(".json").read_text())
+        return write(stem, record)
+    record = json.loads(stem.with_suffix(".json").read_text()) if args.append and stem.with_suffix(".json").exists() else {}
+    if record and record["budget_cpu_s"] != args.budget:
+        raise SystemExit(f"{stem}.json holds a {record['budget_cpu_s']:.0f} CPU-s budget; pass --budget {record['budget_cpu_s']:.0f}.")
     methods, seeds = args.methods.split(","), [int(s) for s in args.seeds.split(",")]
-    per_step = {}
+    record.update({"machine": record.get("machine") or machine(torch.device("cpu")), "budget_cpu_s": args.budget,
+                   "probe_every": args.probe_every, "planned": {"methods": sorted(set(record.get("planned", {}).get("methods", [])) | set(methods)),
+                                                                "seeds": sorted(set(record.get("planned", {}).get("seeds", [])) | set(seeds))}})
+    record.setdefault("runs", [])
+    per_step = record.setdefault("cpu_s_per_step", {})
+    train, test = load_dataset("cifar10", "train", args.data_root), load_dataset("cifar10", "test", args.data_root)
     for m in methods:
-        per_step[m] = pilot_cpu_per_step(m, Path(args.work), args.data_root)
-        print(f"pilot {m}: {per_step[m]:.3f} CPU-s per step", flush=True)
-    runs = []
+        if m not in per_step:
+            per_step[m] = pilot_cpu_per_step(m, Path(args.work), args.data_root)
+            print(f"pilot {m}: {per_step[m]:.3f} CPU-s per step", flush=True)
+    done = {(r["method"], r["seed"]) for r in record["runs"]}
     for seed in seeds:
         for method in methods:
-            steps = max(20, int(args.budget / per_step[method]))
+            if (method, seed) in done:
+                continue
+            steps = max(20, int(args.budget / per_step[method]) // 10 * 10)
             print(f"{method} seed {seed}: {steps} steps", flush=True)
-            runs.append(one_run(method, seed, steps, train, test, args))
-            write(runs, args.budget, per_step)
-    write(runs, args.budget, per_step)
+            record["runs"].append(one_run(method, seed, steps, train, test, args))
+            write(stem, record)
+    write(stem, record)
 
 
 def _fmt(values: list[float]) -> str:
@@ -99,42 +139,78 @@ def _mean(values) -> float:
     return statistics.fmean(values)
 
 
-def write(runs: list[dict], budget: float, per_step: dict, facts: dict | None = None) -> None:
-    facts = facts or machine(torch.device("cpu"))
-    STEM.with_suffix(".json").write_text(json.dumps({"machine": facts, "budget_cpu_s": budget, "cpu_s_per_step": per_step,
-                                                     "runs": runs}, indent=1))
+def write(stem: Path, record: dict) -> None:
+    runs, budget, per_step, facts = record["runs"], record["budget_cpu_s"], record["cpu_s_per_step"], record["machine"]
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
+    if not runs:
+        return
     by_method: dict[str, list[dict]] = {}
     for run in runs:
         by_method.setdefault(run["method"], []).append(run)
     early = 0.25 * min(r["curve"][-1]["cpu_s"] for r in runs)
     common = min(r["curve"][-1]["cpu_s"] for r in runs)
     seeds = sorted({r["seed"] for r in runs})
-    lines = ["# Nine pretraining methods at one CPU budget (CIFAR-10, CPU recipes)", "",
+    first = min(record.get("probe_every", FIRST), min(r["steps"] for r in runs))
+    planned = record.get("planned", {"methods": sorted(by_method), "seeds": seeds})
+    missing = [f"{m} seed {s}" for s in planned["seeds"] for m in planned["methods"] if (m, s) not in {(r["method"], r["seed"]) for r in runs}]
+    precisions = sorted({r.get("precision", "32-true") for r in runs})
+    lines = [f"# Nine pretraining methods at one CPU budget (CIFAR-10, CPU recipes){' (PARTIAL)' if missing else ''}", "",
              f"{facts['cpu']}, {facts['torch_threads']} threads, {facts['date']}; budget {budget:.0f} process CPU-seconds "
-             f"of training per run (steps set from a pilot); seeds {', '.join(map(str, seeds))}. kNN (k=20, T=0.07) and a "
-             "linear probe from 10,000 training images to the 10,000 test images, encoder in eval mode. "
-             "Rerun: `python benchmarks/pretrain_leaderboard.py`.", "",
-             f"| method | CPU-s / step | steps | kNN at step {FIRST} | kNN at {early:.0f} CPU-s (early) | kNN at {common:.0f} CPU-s | "
-             "final kNN | final linear | wall min / run |", "|---|---|---|---|---|---|---|---|---|"]
+             f"of training per run (steps set from a pilot); precision {', '.join(precisions)}; seeds {', '.join(map(str, seeds))}. "
+             "kNN (k=20, T=0.07) and a linear probe from 10,000 training images to the 10,000 test images, encoder in eval mode. "
+             f"Rerun: `python benchmarks/pretrain_leaderboard.py --budget {budget:.0f} --stem {stem.name}`.", ""]
+    if missing:
+        lines += [f"**Partial**: {len(missing)} planned run(s) not done yet: {', '.join(missing)}. "
+                  f"Continue with `--append --budget {budget:.0f} --stem {stem.name}`.", ""]
+    lines += [f"| method | CPU-s / step | steps | kNN at step {first} | kNN at {early:.0f} CPU-s (early) | kNN at {common:.0f} CPU-s | "
+              "final kNN | linear at 1/4 | linear at 1/2 | final linear | wall min / run |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     order = sorted(by_method, key=lambda m: -_mean(r["curve"][-1]["knn_top1"] for r in by_method[m]))
     for method in order:
         group = by_method[method]
         lines.append(f"| {method} | {per_step[method]:.2f} | {group[0]['steps']} | "
-                     f"{_fmt([at_time(r['curve'], FIRST, 'step') for r in group])} | {_fmt([at_time(r['curve'], early) for r in group])} | {_fmt([at_time(r['curve'], common) for r in group])} | "
-                     f"{_fmt([r['curve'][-1]['knn_top1'] for r in group])} | {_fmt([r['linear_top1'] for r in group])} | "
-                     f"{_mean(r['curve'][-1]['wall_s'] for r in group) / 60:.1f} |")
+                     f"{_fmt([at_time(r['curve'], first, 'step') for r in group])} | {_fmt([at_time(r['curve'], early) for r in group])} | {_fmt([at_time(r['curve'], common) for r in group])} | "
+                     f"{_fmt([r['curve'][-1]['knn_top1'] for r in group])} | {_linear_at(group, 0.25)} | {_linear_at(group, 0.5)} | "
+                     f"{_fmt([r['linear_top1'] for r in group])} | {_mean(r['curve'][-1]['wall_s'] for r in group) / 60:.1f} |")
     untrained = [r["curve"][0]["knn_top1"] for r in runs]
-    lines += ["", f"Untrained encoders: kNN {_fmt(untrained)}. Mean ± std over seeds (a single value: one seed so far). "
-              f"The step-{FIRST} column compares equal numbers of optimiser steps (equal images seen, per epoch as the "
-              "papers plot it); the early column interpolates each curve at a quarter of the shortest run's CPU time.",
-              "", "## Claims, at this budget", ""]
-    lines += verdicts(by_method, early)
-    STEM.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    plot(by_method, str(STEM.with_suffix(".png")), budget)
+    best = max(order, key=lambda m: _mean(r["curve"][-1]["knn_top1"] for r in by_method[m]))
+    best_knn = _mean(r["curve"][-1]["knn_top1"] for r in by_method[best])
+    lines += ["", f"Untrained encoders: kNN {_fmt(untrained)}; the best method, {best}, ends {best_knn - _mean(untrained):+.1f} points "
+              f"above them (target +25). Mean ± std over seeds (a single value: one seed so far). "
+              f"The step-{first} column compares equal numbers of optimiser steps (equal images seen, per epoch as the "
+              "papers plot it); the early column interpolates each curve at a quarter of the shortest run's CPU time.", ""]
+    lines += separation(by_method, order)
+    lines += ["", "## Claims, at this budget", ""]
+    lines += verdicts(by_method, early, first)
+    stem.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    plot(by_method, str(stem.with_suffix(".png")), budget)
     print("\n".join(lines), flush=True)
 
 
-def verdicts(by_method: dict, early: float) -> list[str]:
+def _linear_at(group: list[dict], fraction: float) -> str:
+    values = []
+    for run in group:
+        points = [p for p in run["curve"] if "linear_top1" in p and p["step"]]
+        if points:
+            values.append(min(points, key=lambda p: abs(p["step"] - fraction * run["steps"]))["linear_top1"])
+    return _fmt(values) if values else "-"
+
+
+def separation(by_method: dict, order: list[str]) -> list[str]:
+    """Whether neighbours in the ranking differ by more than twice their seed spread (final kNN)."""
+    rows = []
+    for upper, lower in zip(order, order[1:]):
+        a = [r["curve"][-1]["knn_top1"] for r in by_method[upper]]
+        b = [r["curve"][-1]["knn_top1"] for r in by_method[lower]]
+        if len(a) < 2 or len(b) < 2:
+            rows.append(f"{upper} > {lower}: gap {_mean(a) - _mean(b):.1f}, spread unknown (one seed)")
+            continue
+        spread = max(statistics.stdev(a), statistics.stdev(b))
+        gap = _mean(a) - _mean(b)
+        rows.append(f"{upper} > {lower}: gap {gap:.1f} {'>' if gap > 2 * spread else '<='} 2 x spread {2 * spread:.1f}")
+    return ["Ranking gaps (final kNN) against twice the larger seed std of the pair: " + "; ".join(rows) + "."]
+
+
+def verdicts(by_method: dict, early: float, first: int = FIRST) -> list[str]:
     final = {m: _mean(r["curve"][-1]["knn_top1"] for r in g) for m, g in by_method.items()}
     linear = {m: _mean(r["linear_top1"] for r in g) for m, g in by_method.items()}
     out = []
@@ -144,7 +220,7 @@ def verdicts(by_method: dict, early: float) -> list[str]:
             out.append(f"- {a} >= {b} ({source}): kNN {final[a]:.1f} vs {final[b]:.1f}, linear {linear[a]:.1f} vs "
                        f"{linear[b]:.1f}: **{'holds' if holds else 'does not hold' if final[a] < final[b] and linear[a] < linear[b] else 'mixed'}**.")
     if "hydes" in by_method:
-        for label, axis, at in ((f"at step {FIRST} (equal images seen)", "step", FIRST), (f"at {early:.0f} CPU-s (equal compute)", "cpu_s", early)):
+        for label, axis, at in ((f"at step {first} (equal images seen)", "step", first), (f"at {early:.0f} CPU-s (equal compute)", "cpu_s", early)):
             scores = {m: _mean(at_time(r["curve"], at, axis) for r in g) for m, g in by_method.items()}
             best = max(scores, key=scores.get)
             out.append(f"- HyDeS learns fastest early (HyDeS Sec. VIII), {label}: hydes {scores['hydes']:.1f}, the best is "
@@ -155,17 +231,21 @@ def verdicts(by_method: dict, early: float) -> list[str]:
 def plot(by_method: dict, path: str, budget: float) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(7.5, 4.8), layout="constrained")
-    ax = fig.subplots()
+    fig = Figure(figsize=(11, 4.6), layout="constrained")
+    by_images, by_cpu = fig.subplots(1, 2, sharey=True)
     for index, (method, group) in enumerate(by_method.items()):
         for i, run in enumerate(group):
-            ax.plot([p["cpu_s"] for p in run["curve"]], [p["knn_top1"] for p in run["curve"]], marker="o", ms=2.5,
-                    color=f"C{index % 10}", ls="-" if index < 10 else "--", alpha=0.9 if i == 0 else 0.45,
-                    label=method if i == 0 else None)
-    ax.set(xlabel="training time (process CPU-seconds)", ylabel="kNN top-1 on the test split (%)",
-           title=f"CIFAR-10, CPU recipes, {budget:.0f} CPU-s per run")
-    ax.grid(alpha=0.3)
-    ax.legend(ncol=3, fontsize=8)
+            style = dict(marker="o", ms=2.5, color=f"C{index % 10}", ls="-" if index < 10 else "--", alpha=0.9 if i == 0 else 0.45,
+                         label=method if i == 0 else None)
+            knn = [p["knn_top1"] for p in run["curve"]]
+            by_images.plot([p["step"] * BATCH / 1e6 for p in run["curve"]], knn, **style)
+            by_cpu.plot([p["cpu_s"] for p in run["curve"]], knn, **style)
+    by_images.set(xlabel="images seen (millions; 2 views each)", ylabel="kNN top-1 on the test split (%)")
+    by_cpu.set(xlabel="training time (process CPU-seconds)")
+    fig.suptitle(f"CIFAR-10, CPU recipes, {budget:.0f} CPU-s per run")
+    for ax in (by_images, by_cpu):
+        ax.grid(alpha=0.3)
+    by_cpu.legend(ncol=3, fontsize=8)
     fig.savefig(path, dpi=120)
 
 
