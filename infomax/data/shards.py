@@ -10,7 +10,6 @@ their tar headers (data/encoded.py); `check(location)` verifies the checksums an
 from __future__ import annotations
 
 import glob
-import hashlib
 import io
 import json
 import os
@@ -24,6 +23,7 @@ import numpy as np
 from ..runs.atomic import write_json
 from .encoded import Samples, folder_samples
 from .formats import IMAGE_SUFFIXES, DataFormatError
+from .root import file_digest
 
 MANIFEST, CLASSES = "manifest.json", "classes.txt"
 _BRACES = re.compile(r"\{(\d+)\.\.(\d+)\}")
@@ -180,7 +180,7 @@ def _write_shard(samples: Samples, rows, target: Path) -> dict:
                     _add(archive, f"{key}.cls", str(int(samples.labels[row])).encode())
         handle.flush()
         os.fsync(handle.fileno())
-    digest = hashlib.sha256(temp.read_bytes()).hexdigest()
+    digest = file_digest(temp, "sha256")
     os.replace(temp, target)
     return {"images": len(rows), "bytes": target.stat().st_size, "sha256": digest}
 
@@ -210,8 +210,7 @@ def check(location: str | Path, split: str = "train") -> dict:
 
     paths = find_shards(location, split)
     manifest = _read_manifest(paths[0].parent).get("splits", {}).get(split, {})
-    mismatched = [p.name for p in paths if p.name in manifest and
-                  hashlib.sha256(p.read_bytes()).hexdigest() != manifest[p.name]["sha256"]]
+    mismatched = [p.name for p in paths if p.name in manifest and file_digest(p, "sha256") != manifest[p.name]["sha256"]]
     samples = shard_samples(paths)
     bad = []
     for i in range(len(samples)):

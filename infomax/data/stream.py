@@ -25,6 +25,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from ..config import DataConfig
 from .augment import Draws, crop_boxes, to_float_images
 from .batches import RankBatches
 from .encoded import Samples
@@ -106,8 +107,9 @@ class StreamBatches(RankBatches):
     """Batches of views streamed from `samples` (see the module docstring); the batches protocol of the Loop."""
 
     def __init__(self, samples: Samples, rows: np.ndarray, views: ViewSet, batch_size: int, *, seed: int, rank: int = 0,
-                 world_size: int = 1, device: torch.device | str = "cpu", workers: int = 0, prefetch: int = 2,
-                 max_bad_fraction: float = 0.001, total: Callable[[int], int] | None = None):
+                 world_size: int = 1, device: torch.device | str = "cpu", workers: int = 0,
+                 prefetch: int = DataConfig.prefetch, max_bad_fraction: float = DataConfig.max_bad_fraction,
+                 total: Callable[[int], int] | None = None):
         """`total(count)`: the sum of `count` over ranks (a collective every rank calls alike), so every rank
         stops at the same batch when bad images pass the limit; None: one process."""
         super().__init__(rows, batch_size, seed=seed, rank=rank, world_size=world_size)
@@ -187,19 +189,20 @@ def open_samples(data, split: str = "train") -> Samples:
     return folder_samples(Path(locate("imagefolder", data.data_root)), split)
 
 
-def resolve_source(data) -> str:
-    """decoded or stream, for data.source=auto: shards stream; an image folder streams when its decoded cache
-    (image_size, else its first image's size, squared x 3 bytes per image) would pass data.decoded_max_gb."""
-    if data.dataset == "shards":
-        if data.source == "decoded":
-            raise ValueError("shards are read by streaming; use data.source=stream (or auto).")
-        return "stream"
-    if data.source != "auto" or data.dataset != "imagefolder":
-        return "decoded" if data.source == "auto" else data.source
+def resolve_source(data) -> tuple[str, Samples | None]:
+    """(decoded or stream, the encoded samples when it streams), for data.source=auto: shards stream; an
+    image folder streams when its decoded cache (image_size, else its first image's size, squared x 3 bytes
+    per image) would pass data.decoded_max_gb."""
+    if data.dataset == "shards" and data.source == "decoded":
+        raise ValueError("shards are read by streaming; use data.source=stream (or auto).")
+    if data.source == "stream" or data.dataset == "shards":
+        return "stream", open_samples(data)
+    if data.source == "decoded" or data.dataset != "imagefolder":
+        return "decoded", None
     samples = open_samples(data)
     side = data.image_size or max(_header_size(samples, 0))
-    gigabytes = len(samples) * side * side * 3 / 1e9
-    return "stream" if gigabytes > data.decoded_max_gb else "decoded"
+    streams = len(samples) * side * side * 3 / 1e9 > data.decoded_max_gb
+    return ("stream", samples) if streams else ("decoded", None)
 
 
 def _header_size(samples: Samples, row: int) -> tuple[int, int]:

@@ -243,12 +243,12 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
 def training_images(config: C.TrainConfig):
     """The training split: a decoded Dataset, or encoded Samples for the stream (data.source, resolved and
     recorded here, so a resume reads the images as the run did)."""
-    from ..data.stream import open_samples, resolve_source
+    from ..data.stream import resolve_source
 
     data = config.data
-    data.source = resolve_source(data)
-    if data.source == "stream":
-        return open_samples(data, "train")
+    data.source, samples = resolve_source(data)
+    if samples is not None:
+        return samples
     from ..data.dataset import load_dataset
 
     return load_dataset(data.dataset, "train", data.data_root, download=data.download, image_size=data.image_size,
