@@ -75,6 +75,15 @@ def one_run(method: str, seed: int, steps: int, train, test, args, sets: tuple[s
             "precision": config.run.precision, "linear_top1": linear[-1]["linear_top1"] if linear else _final_linear(out, method, config, probe)}
 
 
+def _started_steps(out: Path) -> int | None:
+    """The step count of a run already started (its schedule must not change on resume)."""
+    import yaml
+
+    if not ((out / "config.yaml").exists() and (out / "state.safetensors").exists()):
+        return None
+    return int(yaml.safe_load((out / "config.yaml").read_text())["schedule"]["max_steps"])
+
+
 def _checkpoint_step(out: Path) -> int:
     from safetensors import safe_open
 
@@ -119,12 +128,13 @@ def main() -> None:
         if m not in per_step:
             per_step[m] = pilot_cpu_per_step(m, Path(args.work), args.data_root)
             print(f"pilot {m}: {per_step[m]:.3f} CPU-s per step", flush=True)
+            write(stem, record)  # a run stopped before its end resumes with the step count this pilot set
     done = {(r["method"], r["seed"]) for r in record["runs"]}
     for seed in seeds:
         for method in methods:
             if (method, seed) in done:
                 continue
-            steps = max(20, int(args.budget / per_step[method]) // 10 * 10)
+            steps = _started_steps(Path(args.work) / f"{method}-{seed}") or max(20, int(args.budget / per_step[method]) // 10 * 10)
             print(f"{method} seed {seed}: {steps} steps", flush=True)
             record["runs"].append(one_run(method, seed, steps, train, test, args))
             write(stem, record)
