@@ -60,7 +60,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     protocols = [p.strip() for p in args.protocol.split(",") if p.strip()]
     metrics = evaluate(args.encoder, args.dataset, Path(args.out), protocols=protocols, data_root=args.data_root,
-                       resolution=args.resolution, overwrite=args.overwrite, download=args.download, image_size=args.image_size)
+                       resolution=args.resolution, overwrite=args.overwrite, download=args.download, image_size=args.image_size,
+                       source=args.source or "auto")
     print(json.dumps(metrics, indent=1))
     return 0
 
@@ -69,7 +70,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from .eval.run import analyze
 
     table = analyze(args.encoder, args.dataset, Path(args.out), split=args.split, data_root=args.data_root,
-                    resolution=args.resolution, overwrite=args.overwrite, download=args.download, image_size=args.image_size)
+                    resolution=args.resolution, overwrite=args.overwrite, download=args.download, image_size=args.image_size,
+                    source=args.source or "auto")
     print(json.dumps(table, indent=1, default=str))
     print(f"report: {Path(args.out) / 'report.html'}")
     return 0
@@ -92,6 +94,7 @@ def add_evaluation(verbs) -> None:
                        help="efficientnet-lite0, hf:<model id>, a .safetensors encoder of ours, or resnet18/vit-tiny/...")
         p.add_argument("--dataset", required=True)
         add_data_root(p)
+        add_source(p)
         p.add_argument("--resolution", type=int, help="resize images to this side (default: 4x the images' side in steps of 32, "
                                                       "at most the encoder's input size)")
         p.add_argument("--out", required=True, metavar="DIR")
@@ -109,7 +112,7 @@ def add_evaluation(verbs) -> None:
 
 
 PRETRAIN_FLAGS = {"dataset": "data.dataset", "data_root": "data.data_root", "resolution": "data.resolution",
-                  "image_size": "data.image_size", "download": "data.download",
+                  "image_size": "data.image_size", "download": "data.download", "source": "data.source",
                   "epochs": "schedule.epochs", "max_steps": "schedule.max_steps", "batch_size": "optim.batch_size",
                   "lr": "optim.lr", "seed": "run.seed", "checkpoint_every": "run.checkpoint_every", "accelerator": "run.accelerator",
                   "devices": "run.devices", "num_nodes": "run.num_nodes", "precision": "run.precision",
@@ -170,6 +173,7 @@ def add_continue(verbs) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting, e.g. optim.lr=0.001 (repeatable)")
     p.add_argument("--dataset", help="the images to continue on (and evaluate with)")
     add_data_root(p)
+    add_source(p)
     for name, kind, text in (("epochs", int, "passes over the training images (default 10, the paper's)"),
                              ("batch-size", int, "global batch (default: the recipe's, 256 in the METHOD-cpu ones; the E2MC paper's is 512)"),
                              ("resolution", int, "side of the views (default: the feature cache's for this encoder and data)"),
@@ -223,6 +227,7 @@ def add_pretrain(verbs) -> None:
                    help="an add-on loss on the method's embeddings (e2mc, vcreg, uniformity, mmcr), as for `infomax continue`")
     p.add_argument("--dataset", help="any dataset the data layer knows (cifar10, fashion-mnist, digits, mnist-5k, ...)")
     add_data_root(p)
+    add_source(p)
     for name, kind, text in (("epochs", int, "passes over the training images"), ("max-steps", int, "stop after this many optimiser steps"),
                              ("lr", float, "base learning rate (optim.lr)"),
                              ("batch-size", int, "global batch, split over devices"), ("resolution", int, "side of the views in pixels"),
@@ -277,11 +282,20 @@ def add_data_root(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, metavar="N", help="imagefolder only: resize images to N x N")
 
 
+def add_source(parser: argparse.ArgumentParser) -> None:
+    from .config import SOURCES
+
+    parser.add_argument("--source", choices=SOURCES, help="decoded: decode once into a cache; stream: decode as read, in "
+                        "bounded memory; auto (default): shards stream, an image folder streams when its cache would pass "
+                        "data.decoded_max_gb")
+
+
 def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backbone", "--encoder", dest="backbone", default="efficientnet-lite0",
                    help="efficientnet-lite0, hf:<model id>, or a .safetensors encoder of ours (default efficientnet-lite0)")
     p.add_argument("--dataset", required=True)
     add_data_root(p)
+    add_source(p)
     from .engine.finetune import FinetuneConfig
 
     texts = {"lr": "AdamW learning rate", "epochs": "passes over the unlabelled images",

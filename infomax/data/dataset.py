@@ -15,6 +15,7 @@ Unreadable files remove the partial build (fixing them changes the key) and are 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..config import DataConfig
 from .decode import EncodedImages, log_path, plan_path, resolve_workers, write_images
 from .formats import DataFormatError
 from .root import DatasetNotFound, cache_root, data_root
@@ -62,9 +64,29 @@ class Dataset:
     def labelled(self) -> bool:
         return bool(len(self.labels)) and bool((self.labels != UNLABELLED).all())
 
+    @property
+    def streamed(self) -> bool:
+        """The images stay encoded (data/streamed.py) and are decoded batch by batch."""
+        return hasattr(self.images, "batches")
+
     def batch(self, index) -> torch.Tensor:
         """uint8 images (B, H, W, C) as a fresh tensor; `index` is a slice or integer indices."""
         return torch.from_numpy(np.array(self.images[index]))
+
+    def batches(self, start: int, size: int):
+        """(first, stop, uint8 images) of every row from `start` on, in order, `size` at a time."""
+        if self.streamed:
+            yield from self.images.batches(start, size)
+            return
+        for first in range(start, len(self), size):
+            stop = min(first + size, len(self))
+            yield first, stop, self.batch(slice(first, stop))
+
+    def subset(self, rows: np.ndarray, name: str) -> Dataset:
+        """The images at `rows` (a streamed split stays encoded)."""
+        images = self.images.take(rows) if self.streamed else self.images[rows]
+        files = None if self.files is None else [self.files[r] for r in rows]
+        return dataclasses.replace(self, name=name, images=images, labels=self.labels[rows], files=files)
 
     def class_counts(self) -> dict[str, int]:
         counts = np.bincount(self.labels[self.labels >= 0], minlength=self.num_classes)
@@ -99,10 +121,16 @@ def _missing_message(source: Source, root: Path) -> str:
 
 def load_dataset(name: str, split: str = "train", data_root: str | os.PathLike | None = None, *,
                  download: bool = False, image_size: int | None = None, cache: bool = True,
-                 workers: int | None = None) -> Dataset:
-    """`workers`: processes that decode image files into the cache (None: the machine's cores; 0: this one)."""
-    source = get_source(name)
+                 workers: int | None = None, source: str = "auto", decoded_max_gb: float = DataConfig.decoded_max_gb,
+                 max_bad_fraction: float = DataConfig.max_bad_fraction) -> Dataset:
+    """`workers`: processes that decode image files (None: the machine's cores; 0: this one). `source` as
+    data.source: auto streams shards, and an image folder whose decoded cache would pass `decoded_max_gb`."""
     split = "unlabelled" if split == "unlabeled" else split
+    if source != "decoded" and name in ("imagefolder", "shards"):
+        streamed = _streamed(name, split, data_root, image_size, workers, source, decoded_max_gb, max_bad_fraction)
+        if streamed is not None:
+            return streamed
+    source = get_source(name)
     if split not in source.splits:
         raise ValueError(f"dataset {name!r} has splits {source.splits}, not {split!r}.")
     options = {"image_size": image_size} if image_size is not None else {}
@@ -121,6 +149,24 @@ def load_dataset(name: str, split: str = "train", data_root: str | os.PathLike |
         if not (folder / "meta.json").exists():  # another process may have built it while this one waited
             _build_splits(entry, source, split, workers)
     return _open_cached(folder, name, split)
+
+
+def _streamed(name, split, data_root, image_size, workers, source, decoded_max_gb, max_bad_fraction) -> Dataset | None:
+    """The split as StreamedImages when data.source (auto, stream) says it streams, else None. Its side:
+    `image_size`, else the shorter side of its first image."""
+    from .stream import header_size, resolve_source
+    from .streamed import StreamedImages
+
+    data = DataConfig(dataset=name, data_root=None if data_root is None else str(data_root), image_size=image_size,
+                      source=source, decoded_max_gb=decoded_max_gb, max_bad_fraction=max_bad_fraction)
+    kind, samples = resolve_source(data, split)
+    if kind != "stream":
+        return None
+    side = image_size or min(header_size(samples, 0))
+    images = StreamedImages(samples, side, workers=resolve_workers(workers), max_bad_fraction=max_bad_fraction)
+    prefix = samples.location.rstrip("/") + "/"
+    files = [n[len(prefix):] if n.startswith(prefix) else n for n in samples.names]
+    return Dataset(name, split, images, samples.labels, samples.classes, samples.location, files)
 
 
 @dataclass(frozen=True)

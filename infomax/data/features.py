@@ -104,7 +104,9 @@ class Features:
 
 def dataset_digest(dataset: Dataset) -> str:
     digest = hashlib.blake2b(digest_size=16)
-    for start in range(0, len(dataset), 8192):
+    if dataset.streamed:  # what its decoded views depend on, not the views themselves (decoding all to hash them costs an epoch)
+        digest.update(dataset.images.digest().encode())
+    for start in range(0, 0 if dataset.streamed else len(dataset), 8192):
         digest.update(np.ascontiguousarray(dataset.images[start : start + 8192]).tobytes())
     digest.update(np.ascontiguousarray(dataset.labels).tobytes())
     return digest.hexdigest()
@@ -289,9 +291,7 @@ class _Extraction:
         n = len(self.dataset)
         arrays = self._outputs(self.dataset.batch(slice(0, min(n, 2))), "r+" if done else "w+")
         meter = _Progress(n, done, self.progress, self.folder.name)
-        for start in range(done, n, self.batch_size):
-            stop = min(start + self.batch_size, n)
-            images = self.dataset.batch(slice(start, stop))
+        for start, stop, images in self.dataset.batches(done, self.batch_size):
             generator = torch.Generator().manual_seed(hash_seed(self.spec.get("seed", 0), start // self.batch_size))
             for v in range(self.spec["views"]):
                 tokens, pooled = self._forward(images, self.spec["group"] == "augmented", generator)

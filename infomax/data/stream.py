@@ -189,23 +189,23 @@ def open_samples(data, split: str = "train") -> Samples:
     return folder_samples(Path(locate("imagefolder", data.data_root)), split)
 
 
-def resolve_source(data) -> tuple[str, Samples | None]:
+def resolve_source(data, split: str = "train") -> tuple[str, Samples | None]:
     """(decoded or stream, the encoded samples when it streams), for data.source=auto: shards stream; an
     image folder streams when its decoded cache (image_size, else its first image's size, squared x 3 bytes
     per image) would pass data.decoded_max_gb."""
     if data.dataset == "shards" and data.source == "decoded":
         raise ValueError("shards are read by streaming; use data.source=stream (or auto).")
     if data.source == "stream" or data.dataset == "shards":
-        return "stream", open_samples(data)
+        return "stream", open_samples(data, split)
     if data.source == "decoded" or data.dataset != "imagefolder":
         return "decoded", None
-    samples = open_samples(data)
-    side = data.image_size or max(_header_size(samples, 0))
+    samples = open_samples(data, split)
+    side = data.image_size or max(header_size(samples, 0))
     streams = len(samples) * side * side * 3 / 1e9 > data.decoded_max_gb
     return ("stream", samples) if streams else ("decoded", None)
 
 
-def _header_size(samples: Samples, row: int) -> tuple[int, int]:
+def header_size(samples: Samples, row: int) -> tuple[int, int]:
     from PIL import Image
 
     with Image.open(io.BytesIO(samples.read(row))) as image:

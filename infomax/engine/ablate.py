@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..runs import rundir
-from .finetune import BASELINE, OFF, FinetuneConfig, finetune, prepare_features
+from .finetune import OFF, FinetuneConfig, finetune, prepare_features
 
 RUNGS = ("cat-cross softmax", "cat-twin softmax", "cat-twin sigmoid", "bin-cross softmax", "bin-cross sigmoid",
          "+critic", "+latent", "+augment")

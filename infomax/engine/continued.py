@@ -89,7 +89,8 @@ class StartingPoint:
         from ..models import build_encoder
 
         dataset = load_dataset(data.get("dataset", C.DataConfig.dataset), "train", data.get("data_root"),
-                               download=bool(data.get("download")), image_size=data.get("image_size"))
+                               download=bool(data.get("download")), image_size=data.get("image_size"),
+                               source=data.get("source", C.DataConfig.source))
         return default_resolution(build_encoder(self.encoder_path), dataset)
 
     def created(self, method) -> list[str]:
@@ -187,7 +188,8 @@ class _Data:
         from ..data.dataset import load_dataset
 
         d = config.data
-        load = {"download": d.download, "image_size": d.image_size, "workers": d.workers}
+        load = {"download": d.download, "image_size": d.image_size, "workers": d.workers, "source": d.source,
+                "decoded_max_gb": d.decoded_max_gb, "max_bad_fraction": d.max_bad_fraction}
         self.train = load_dataset(d.dataset, "train", d.data_root, **load)
         self.test = load_dataset(d.dataset, "test", d.data_root, **load)
         n = config.continued.train_images
@@ -196,8 +198,7 @@ class _Data:
                 raise ValueError(f"--train-images must lie in [batch size, training images] = [{config.optim.batch_size}, "
                                  f"{len(self.train)}], got {n}.")
             rows = np.sort(np.random.default_rng(0).permutation(len(self.train))[:n])
-            self.train = dataclasses.replace(self.train, name=f"{self.train.name}[{n} of {len(self.train)}]",
-                                             images=self.train.images[rows], labels=self.train.labels[rows])
+            self.train = self.train.subset(rows, f"{self.train.name}[{n} of {len(self.train)}]")
 
 
 class _Source:
@@ -230,9 +231,12 @@ class _Source:
     def batches(self, per_rank: int, fabric):
         kw = dict(seed=self.config.run.seed, rank=fabric.global_rank, world_size=fabric.world_size, device=fabric.device)
         if self.config.continued.train_from is None:
-            from ..data.batches import ViewBatches
+            from .pretrain import view_batches
 
-            return ViewBatches(self.data.train.images, np.arange(len(self.data.train)), self.views, per_rank, **kw)
+            train = self.data.train
+            if train.streamed:
+                return view_batches(self.config, train.images.samples, train.images.rows, self.views, per_rank, fabric)
+            return view_batches(self.config, train, np.arange(len(train)), self.views, per_rank, fabric)
         from ..data.cached_views import CachedViewBatches
 
         return CachedViewBatches(self.slots, per_rank, **kw)

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..config import RunConfig
+from ..config import SOURCES, DataConfig, RunConfig
 from ..data.dataset import load_dataset
 from ..data.feature_batches import AUGMENTATIONS, FeatureBatches, to_grid
 from ..data.features import Features, extract_features
@@ -39,6 +39,7 @@ class FinetuneConfig:
     dataset: str = "cifar10"
     data_root: str | None = None
     image_size: int | None = None  # imagefolder only: resize images of mixed sizes to this square
+    source: str = DataConfig.source  # decoded | stream | auto, as data.source
     download: bool = False
     labels: int = 100
     labels_file: str | None = None  # `image,class` lines; replaces the balanced draw of `labels`
@@ -87,6 +88,8 @@ class FinetuneConfig:
             raise ValueError(f"--augmentation must be one of {AUGMENTATIONS}, got {self.augmentation!r}.")
         if self.device not in DEVICES:
             raise ValueError(f"--device must be one of {DEVICES}, got {self.device!r}.")
+        if self.source not in SOURCES:
+            raise ValueError(f"--source must be one of {SOURCES}, got {self.source!r}.")
 
     @property
     def cache_grid(self) -> int | None:
@@ -159,7 +162,7 @@ def prepare_features(config: FinetuneConfig, progress: bool = True) -> Prepared:
                          "efficientnet-lite0 (ImageNet), hf:<model id>, or an encoder .safetensors, e.g. from `infomax pretrain`.")
     from ..data.imagefolder import MissingSplit
 
-    load = {"download": config.download, "image_size": config.image_size}
+    load = {"download": config.download, "image_size": config.image_size, "source": config.source}
     train_set = load_dataset(config.dataset, "train", config.data_root, **load)
     try:
         test_set = load_dataset(config.dataset, "test", config.data_root, **load)

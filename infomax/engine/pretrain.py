@@ -225,7 +225,7 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
         labelled = bool(len(train.labels)) and bool((train.labels >= 0).all())
         holdout = config.data.holdout if labelled else 0  # no labels, no monitor: every image trains
         rows, bank, query = split_rows(train.labels, holdout, config.data.bank, config.optim.batch_size)
-        batches = _batches(config, train, rows, views, per_rank, fabric)
+        batches = view_batches(config, train, rows, views, per_rank, fabric)
         run = config.run
         if not labelled and run.knn_every and fabric.global_rank == 0:
             print(f"[pretrain] {config.data.dataset} has unlabelled images, so the kNN monitor (which needs labels) is off "
@@ -255,9 +255,12 @@ def training_images(config: C.TrainConfig):
                         workers=data.workers)
 
 
-def _batches(config: C.TrainConfig, train, rows, views, per_rank: int, fabric):
+def view_batches(config: C.TrainConfig, train, rows, views, per_rank: int, fabric):
+    """This rank's batches of views of `rows`: of a decoded Dataset's array, or streamed from encoded Samples."""
+    from ..data.encoded import Samples
+
     common = dict(seed=config.run.seed, rank=fabric.global_rank, world_size=fabric.world_size, device=fabric.device)
-    if config.data.source != "stream":
+    if not isinstance(train, Samples):
         from ..data.batches import ViewBatches
 
         return ViewBatches(train.images, rows, views, per_rank, **common)

@@ -41,13 +41,13 @@ def _constant_warning(x: torch.Tensor) -> list[str]:
 
 def evaluate(encoder: str, dataset: str, out: Path, *, protocols=PROTOCOLS, data_root=None, resolution=None,
              k: int = 20, temperature: float = 0.07, seeds=(0, 1, 2), overwrite: bool = False,
-             download: bool = False, image_size: int | None = None) -> dict:
+             download: bool = False, image_size: int | None = None, source: str = "auto") -> dict:
     unknown = set(protocols) - set(PROTOCOLS)
     if unknown or not protocols:
         raise ValueError(f"unknown or no protocol(s) {sorted(unknown)}; choose from {', '.join(PROTOCOLS)}.")
     rundir.check_target(out, overwrite=overwrite)
     net = build_encoder(encoder)  # an unknown encoder or a missing dataset fails before the run dir exists
-    load = {"download": download, "image_size": image_size}
+    load = {"download": download, "image_size": image_size, "source": source}
     (x, y) = _tensor(_features(net, dataset, "train", data_root, resolution, **load))
     (x_test, y_test) = _tensor(_features(net, dataset, "test", data_root, resolution, **load))
     out = rundir.prepare(out, overwrite=overwrite)
@@ -93,14 +93,16 @@ def score(x: torch.Tensor, y: torch.Tensor, x_test: torch.Tensor, y_test: torch.
 
 
 def analyze(encoder: str, dataset: str, out: Path, *, split: str = "test", data_root=None, resolution=None,
-            max_points: int = 10_000, overwrite: bool = False, download: bool = False, image_size: int | None = None) -> dict:
+            max_points: int = 10_000, overwrite: bool = False, download: bool = False, image_size: int | None = None,
+            source: str = "auto") -> dict:
     from .geometry import geometry_table
     from .plots import plot_geometry
     from .report import write_report
 
     rundir.check_target(out, overwrite=overwrite)
     net = build_encoder(encoder)
-    features = _features(net, dataset, split, data_root, resolution, views=1, download=download, image_size=image_size)
+    features = _features(net, dataset, split, data_root, resolution, views=1, download=download, image_size=image_size,
+                         source=source)
     out = rundir.prepare(out, overwrite=overwrite)
     rundir.write_json(out / "config.json", {"encoder": encoder, "dataset": dataset, "split": split, "resolution": resolution})
     rundir.record_environment(out)
