@@ -28,6 +28,7 @@ from _timing import machine, sync  # noqa: E402
 
 from infomax import config as C, methods  # noqa: E402
 from infomax.data.batches import ViewBatches  # noqa: E402
+from infomax.engine.pretrain import native_precision  # noqa: E402
 from infomax.data.dataset import load_dataset  # noqa: E402
 from infomax.data.views import get_view_set  # noqa: E402
 from infomax.engine.loop import Loop, Schedule  # noqa: E402
@@ -99,22 +100,24 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precision", default=None, help="default: 32-true on CPU, bf16-mixed on CUDA")
+    parser.add_argument("--precision", default=None, help="default: the engine's (run.precision auto: bf16-mixed where the device has bf16)")
     parser.add_argument("--methods", default="simclr,barlow_twins,vicreg,smi")
     parser.add_argument("--data-root", default=str(SHARED))
     args = parser.parse_args()
-    precision = args.precision or ("bf16-mixed" if args.device == "cuda" else "32-true")
+    default = native_precision(torch.device(args.device).type)
+    precision = args.precision or default
     train = load_dataset("cifar10", "train", args.data_root)
     rows = torch.arange(len(train)).numpy()
     results = {name: measure(name, train.images, rows, args.device, precision, args.batch, args.steps)
                for name in args.methods.split(",")}
     facts = machine(torch.device(args.device))
-    stem = RESULTS / f"pretrain_overhead_{args.device}"
+    stem = RESULTS / (f"pretrain_overhead_{args.device}" + ("" if precision == default else f"_{precision}"))
     Path(f"{stem}.json").write_text(json.dumps({"machine": facts, "precision": precision, "batch": args.batch, "results": results}, indent=1))
     lines = [f"# Engine step vs bare PyTorch step ({args.device}, {precision})", "",
              f"{facts.get('cpu') or facts.get('device')}, {facts.get('torch_threads')} threads, {facts.get('date')}; ResNet-18 CIFAR stem, "
              f"batch {args.batch} x 2 views at 32 px, each method's paper projector; median of {args.steps} interleaved steps. "
-             f"Rerun: `python benchmarks/pretrain_overhead.py --device {args.device}`.", "",
+             f"Rerun: `python benchmarks/pretrain_overhead.py --device {args.device}"
+             + ("" if precision == default else f" --precision {precision}") + "`.", "",
              "| method | engine step (s) | bare step (s) | engine / bare (target <= 1.15) | backbone fwd+bwd (s) | images/s (engine) |",
              "|---|---|---|---|---|---|"]
     lines += [f"| {n} | {r['engine_s']:.3f} | {r['bare_s']:.3f} | {r['ratio']:.3f} | {r['backbone_s']:.3f} | {r['images_per_s']:.0f} |"
