@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import os
 import resource
 import shutil
@@ -304,9 +305,10 @@ def write_results(out: Path, record: dict) -> None:
              f"noise sigma {NOISE}); "
              "a set of N hard-links them in turn.", "",
              f"Machine: {setup['machine']['cpu']}, {setup['machine']['cores']} cores usable, load average "
-             f"{setup['machine']['load_average_1min']} at the start, {setup['machine']['date']}.", ""]
+             f"{setup['machine']['load_average_1min']} at the start of the latest invocation ({setup['machine']['date']}; "
+             "`--parts` reruns one part and keeps the others' results).", ""]
     lines += _cache_lines(record.get("builds", []), setup) + _stream_lines(record.get("stream")) + \
-        _wait_lines(record.get("wait"), setup) + _disk_lines(record.get("disk"))
+        _wait_lines(record.get("wait"), setup) + _disk_lines(record.get("disk")) + _per_gpu_lines(record.get("stream"))
     (out.with_suffix(".md")).write_text("\n".join(lines) + "\n")
 
 
@@ -334,7 +336,9 @@ def _stream_lines(stream: dict | None) -> list[str]:
     floor, rates = stream["floor_images_per_s"], stream["workers"]
     lines = [f"## Streaming throughput, {stream['images']} files, two {stream['size']} px crops per image", "",
              "Targets: >= 0.9x the floor per worker; 2 workers >= 1.8x one. The floor: the same files read, decoded at the "
-             "same draft scale, cropped and resized twice in a bare Pillow loop in one process.", "",
+             "same draft scale, cropped and resized twice in a bare Pillow loop in one process."
+             + (f" Measured {stream['machine']['date']}, load average {stream['machine']['load_average_1min']} at the start."
+                if "machine" in stream else ""), "",
              "| reader | images/s | vs the floor | vs 1 worker |", "|---|---:|---:|---:|",
              f"| bare Pillow loop (floor) | {floor:.0f} | 1.00x | |"]
     for workers, rate in rates.items():
@@ -364,6 +368,34 @@ def _disk_lines(disk: dict | None) -> list[str]:
             f"Shards (`infomax data pack`, 1000 per shard): {disk['shard_bytes'] / 1e9:.2f} GB, packed in "
             f"{disk['pack_seconds']:.0f} s; the decoded cache at {disk['image_size']} px: {disk['decoded_bytes'] / 1e9:.2f} GB "
             f"({disk['decoded_bytes'] / disk['shard_bytes']:.1f}x the shards).", ""]
+
+
+# ResNet-50 v1.5 training on one A100 80GB, mixed precision, batch 256: NVIDIA DeepLearningExamples,
+# PyTorch/Classification/ConvNets/resnet50v1.5/README.md, "Training performance: NVIDIA DGX A100 (8x A100 80GB)".
+A100_RESNET50_IMAGES_PER_S = 2470
+# Dense bf16 tensor-core peaks, TFLOPS: H100 SXM 989 (NVIDIA H100 datasheet), A100 312 (A100 datasheet).
+H100_OVER_A100 = 989 / 312
+
+
+def _per_gpu_lines(stream: dict | None) -> list[str]:
+    """Decode workers one H100 needs for ResNet-50 two-view pretraining, from the measured per-worker rate."""
+    if not stream or "1" not in stream["workers"]:
+        return []
+    per_worker = stream["workers"]["1"]
+    low, high = A100_RESNET50_IMAGES_PER_S / 2, A100_RESNET50_IMAGES_PER_S * H100_OVER_A100 / 2
+    return ["## On paper: decode workers per GPU for ResNet-50 pretraining on ImageNet", "",
+            f"Supervised ResNet-50 trains at {A100_RESNET50_IMAGES_PER_S} images/s on one A100 80GB with mixed precision "
+            "(NVIDIA DeepLearningExamples, PyTorch ResNet50 v1.5 README, batch 256); no published single-H100 figure of the "
+            f"same recipe was found, so an H100 is bounded below by the A100 and above by the ratio of dense bf16 peaks, "
+            f"989 / 312 TFLOPS = {H100_OVER_A100:.2f}x. A two-view SSL step runs the network on two 224 px crops of each "
+            f"image, so it consumes half as many images: {low:.0f} to {high:.0f} images/s per H100 (the projector and "
+            "the loss are small beside ResNet-50).", "",
+            f"One worker here streams {per_worker:.0f} images/s (two 224 px crops each, the table above), so one H100 needs "
+            f"{low / per_worker:.1f} to {high / per_worker:.1f} decode workers, i.e. about {math.ceil(low / per_worker)} to "
+            f"{math.ceil(high / per_worker)} cores of this machine's kind per GPU; an 8-GPU node needs "
+            f"{8 * math.ceil(low / per_worker)} to {8 * math.ceil(high / per_worker)}. "
+            "Multi-crop recipes (SwAV, HyDeS: 2 x 224 + 6 x 96) decode once per image and cut every crop from it, so "
+            "their cost per image grows by the extra resizes only, while the GPU's grows by the extra crops.", ""]
 
 
 def machine() -> dict:
@@ -409,7 +441,7 @@ def main() -> None:
                       f"{r['rss_main_peak_mb']:.0f} MB, tree PSS peak {r['tree_pss_peak_mb']:.0f} MB", file=sys.stderr, flush=True)
     small = make_set(args.work, unique, args.stream_images)
     if "stream" in args.parts:
-        record["stream"] = {**measure_stream(small, args.image_size, args.workers), "size": args.image_size}
+        record["stream"] = {**measure_stream(small, args.image_size, args.workers), "size": args.image_size, "machine": machine()}
         write_results(args.out, record)
     if "wait" in args.parts:
         record["wait"] = {**measure_wait(small, args.wait_resolution, args.wait_steps, args.work), "resolution": args.wait_resolution}

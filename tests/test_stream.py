@@ -19,7 +19,8 @@ from infomax.cli import main
 from infomax.data.augment import resample_boxes, to_float_images
 from infomax.data.encoded import folder_samples
 from infomax.data.shards import find_shards, shard_samples
-from infomax.data.stream import StreamBatches, ViewDecoder, sample_seed
+from infomax.data.augment import BOX_DRAWS, crop_box
+from infomax.data.stream import VIEW_DRAWS, StreamBatches, ViewDecoder, sample_draws
 from infomax.data.views import ViewSpec, get_view_set
 
 CLASSES, PER_CLASS = 3, 24
@@ -81,13 +82,10 @@ def test_crop_at_decode_matches_cropping_the_full_image(folder, tmp_path):
         samples = folder_samples(root, "train")
         decoder = ViewDecoder(samples, np.arange(4), [spec], seed=0)
         for row in range(4):
-            g = torch.Generator().manual_seed(sample_seed(0, 0, row))
-            crops, _ = decoder.crops(row, g)
-            g = torch.Generator().manual_seed(sample_seed(0, 0, row))
-            from infomax.data.augment import crop_boxes
-
-            box = crop_boxes(1, 120, 160, spec.scale, spec.ratio, g)
-            flip = torch.rand(1, generator=g, dtype=torch.float64) < spec.flip_p
+            u = sample_draws(0, 0, row).random((1, VIEW_DRAWS))
+            crops, _ = decoder.crops(row, u)
+            box = torch.tensor([crop_box(u[0, :BOX_DRAWS], 120, 160, spec.scale, spec.ratio)], dtype=torch.float64)
+            flip = torch.tensor([u[0, BOX_DRAWS] < spec.flip_p])
             full = np.array(Image.open(png / f"{row}.png").convert("RGB"))[None]
             reference = resample_boxes(to_float_images(torch.from_numpy(full)), box, 16, flip)
             got = to_float_images(torch.from_numpy(crops[0][None]))

@@ -150,6 +150,16 @@ def test_crop_falls_back_to_the_centre_when_nothing_fits():
     torch.testing.assert_close(boxes, torch.tensor([[45.0, 0.0, 10.0, 10.0]], dtype=torch.float64).expand(4, 4))
 
 
+@pytest.mark.parametrize("height, width, scale, ratio", [(375, 500, (0.08, 1.0), (3 / 4, 4 / 3)),
+                                                        (10, 100, (0.9, 1.0), (1.0, 1.0)), (30, 50, (0.2, 0.6), (0.5, 2.0))])
+def test_the_streaming_box_rule_is_crop_boxes_on_the_same_uniforms(height, width, scale, ratio):
+    for seed in range(200):  # crop_boxes draws 10 areas, 10 log-ratios, then 2 offsets: rand(22) in one go
+        u = torch.rand(A.BOX_DRAWS, generator=gen(seed), dtype=torch.float64)
+        expected = A.crop_boxes(1, height, width, scale, ratio, generator=gen(seed))[0]
+        got = torch.tensor(A.crop_box(u.tolist(), height, width, scale, ratio), dtype=torch.float64)
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-9)
+
+
 def test_crop_of_a_quadrant_reads_that_quadrant():
     x = torch.zeros(1, 3, 8, 8)
     x[..., :4, 4:] = 1.0  # top-right quadrant

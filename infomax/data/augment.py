@@ -196,6 +196,27 @@ def crop_boxes(n: int, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4,
     return torch.stack([offsets[:, 0] * (width - w), offsets[:, 1] * (height - h), w, h], dim=1)
 
 
+BOX_DRAWS = 22  # crop_boxes' uniforms per sample: 10 areas, 10 log-ratios, 2 offsets
+
+
+def crop_box(u, height: int, width: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)) -> tuple[float, float, float, float]:
+    """`crop_boxes` for one sample in plain Python, from its BOX_DRAWS uniforms `u` in the order
+    crop_boxes draws them: the streaming workers cut a box per view without a tensor op."""
+    for area_u, ratio_u in zip(u[:10], u[10:20]):
+        area = height * width * (scale[0] + (scale[1] - scale[0]) * area_u)
+        aspect = math.exp(math.log(ratio[0]) + (math.log(ratio[1]) - math.log(ratio[0])) * ratio_u)
+        w, h = math.sqrt(area * aspect), math.sqrt(area / aspect)
+        if w <= width and h <= height:
+            return u[20] * (width - w), u[21] * (height - h), w, h
+    if width / height < ratio[0]:
+        w, h = width, width / ratio[0]
+    elif width / height > ratio[1]:
+        w, h = height * ratio[1], height
+    else:
+        w, h = width, height
+    return 0.5 * (width - w), 0.5 * (height - h), w, h
+
+
 @torch.no_grad()
 def resample_boxes(images, boxes: Tensor, size: int, flip: Tensor | None = None, antialias: bool = True) -> Tensor:
     """Each sample's box (x0, y0, w, h in pixels, CPU) resized to size x size: one grid_sample.

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from ..config import DataConfig
-from .augment import Draws, crop_boxes, to_float_images
+from .augment import BOX_DRAWS, Draws, crop_box, to_float_images
 from .batches import RankBatches
 from .encoded import Samples
 from .formats import DataFormatError
@@ -40,8 +40,12 @@ class TooManyBadImages(DataFormatError):
     pass
 
 
-def sample_seed(seed: int, epoch: int, row: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch, row]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+VIEW_DRAWS = BOX_DRAWS + 1 + PHOTOMETRIC_DRAWS  # per view: its box, its flip, its colour ops
+
+
+def sample_draws(seed: int, epoch: int, row: int) -> np.random.Generator:
+    """The generator of every draw of sample `row` in `epoch`: the same in any worker, rank or batch."""
+    return np.random.default_rng([seed, epoch, row])
 
 
 class ViewDecoder(torch.utils.data.Dataset):
@@ -56,50 +60,56 @@ class ViewDecoder(torch.utils.data.Dataset):
 
     def __getitem__(self, key: tuple[int, int]):
         epoch, row = key
-        g = torch.Generator().manual_seed(sample_seed(self.seed, epoch, row))
+        rng = sample_draws(self.seed, epoch, row)
         bad = []
         for _ in range(TRIES):
             try:
-                crops, draws = self.crops(row, g)
+                crops, draws = self.crops(row, rng.random((len(self.views), VIEW_DRAWS)))
                 return crops, draws, bad
             except Exception as error:  # noqa: BLE001 - Pillow raises many types for a damaged file
                 bad.append((row, f"{type(error).__name__}: {error}"))
-                row = int(self.rows[torch.randint(len(self.rows), (1,), generator=g)])
+                row = int(self.rows[rng.integers(len(self.rows))])
         raise TooManyBadImages(f"{TRIES} images in a row could not be decoded, the last {self.samples.names[row]} "
                                f"({bad[-1][1]}); check the data with `infomax data check`.")
 
-    def crops(self, row: int, g: torch.Generator) -> tuple[list[np.ndarray], torch.Tensor]:
+    def crops(self, row: int, u: np.ndarray) -> tuple[list[np.ndarray], torch.Tensor]:
+        """The crops of `row` from its (views, VIEW_DRAWS) uniforms `u`, and its colour draws."""
         from PIL import Image
 
         image = Image.open(io.BytesIO(self.samples.read(row)))
         width, height = image.size
-        boxes, flips = [], []
-        for spec in self.views:
+        boxes = []
+        for spec, draws in zip(self.views, u):
             if spec.scale is None:
                 side = min(width, height)
                 boxes.append(((width - side) / 2, (height - side) / 2, side, side))
             else:
-                boxes.append(tuple(crop_boxes(1, height, width, spec.scale, spec.ratio, g)[0].tolist()))
-            flips.append(bool(torch.rand(1, generator=g, dtype=torch.float64) < spec.flip_p) if spec.flip_p > 0 else False)
-        draws = torch.rand(len(self.views), PHOTOMETRIC_DRAWS, generator=g, dtype=torch.float64)
+                boxes.append(crop_box(draws[:BOX_DRAWS].tolist(), height, width, spec.scale, spec.ratio))
         shrink = min(min(w, h) / spec.size for (_, _, w, h), spec in zip(boxes, self.views))
         if shrink >= 2:  # JPEG: decode at 1/2, 1/4 or 1/8 scale while every box keeps >= its side
             image.draft("RGB", (math.ceil(width / shrink), math.ceil(height / shrink)))
         image = image.convert("RGB")
         fx, fy = image.width / width, image.height / height
         crops = []
-        for (x0, y0, w, h), flip, spec in zip(boxes, flips, self.views):
+        for (x0, y0, w, h), draws, spec in zip(boxes, u, self.views):
             crop = image.resize((spec.size, spec.size), Image.Resampling.BILINEAR,
                                 box=(x0 * fx, y0 * fy, (x0 + w) * fx, (y0 + h) * fy))
-            if flip:
+            if draws[BOX_DRAWS] < spec.flip_p:
                 crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
             crops.append(np.asarray(crop, dtype=np.uint8))
-        return crops, draws
+        return crops, torch.from_numpy(u[:, BOX_DRAWS + 1:])
 
 
 def collate(items):
+    """The batch's crops stacked per view, in shared memory when in a worker (one copy, not two)."""
     crops, draws, bad = zip(*items)
-    views = [torch.from_numpy(np.stack([c[v] for c in crops])) for v in range(len(crops[0]))]
+    views = []
+    for v in range(len(crops[0])):
+        out = torch.empty((len(crops), *crops[0][v].shape), dtype=torch.uint8)
+        if torch.utils.data.get_worker_info() is not None:
+            out.share_memory_()
+        np.stack([c[v] for c in crops], out=out.numpy())
+        views.append(out)
     return {"crops": views, "draws": torch.stack(draws), "bad": [b for found in bad for b in found]}
 
 
