@@ -77,7 +77,8 @@ def _write_jpeg(folder: str, tiles: np.ndarray, class_name: str, index: int) -> 
 def _tiles(cifar, fashion, picks: np.ndarray, index: int) -> tuple[np.ndarray, str]:
     """Four RGB tiles and the class folder: CIFAR-10's, or Fashion-MNIST's (grey, as RGB) for every 4th image."""
     if index % 4 == 3:
-        return np.repeat(fashion.images[picks], 3, axis=-1), f"fashion-{fashion.classes[fashion.labels[picks[0]]]}"
+        name = fashion.classes[fashion.labels[picks[0]]].replace("/", "-")  # T-shirt/top
+        return np.repeat(fashion.images[picks], 3, axis=-1), f"fashion-{name}"
     return cifar.images[picks], cifar.classes[cifar.labels[picks[0]]]
 
 
