@@ -1,4 +1,4 @@
-"""All nine pretraining methods at one compute budget on real CIFAR-10, 2 seeds (issues 11 and 25).
+"""Every pretraining method at one compute budget on real CIFAR-10, 2 seeds (issues 11 and 25).
 
 Each method trains with its CPU recipe (`infomax/recipes/METHOD-cpu.yaml`, the CPU default
 precision: bf16 autocast where the CPU has it) for the same budget of process CPU time: a pilot
@@ -49,7 +49,7 @@ RESULTS = Path(__file__).parent / "results"
 STEM = RESULTS / "pretrain_leaderboard"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 FIRST = 80  # the first probe after step 0 (--probe-every's default)
-ALL = ["simclr", "barlow_twins", "vicreg", "smi", "byol", "simsiam", "swav", "mira", "hydes"]
+ALL = ["simclr", "barlow_twins", "vicreg", "smi", "byol", "simsiam", "swav", "mira", "hydes", "lejepa"]
 BATCH = 256  # the CPU recipes' batch: images seen = steps x BATCH
 
 
@@ -164,7 +164,7 @@ def write(stem: Path, record: dict) -> None:
     planned = record.get("planned", {"methods": sorted(by_method), "seeds": seeds})
     missing = [f"{m} seed {s}" for s in planned["seeds"] for m in planned["methods"] if (m, s) not in {(r["method"], r["seed"]) for r in runs}]
     precisions = sorted({r.get("precision", "32-true") for r in runs})
-    lines = [f"# Nine pretraining methods at one CPU budget (CIFAR-10, CPU recipes){' (PARTIAL)' if missing else ''}", "",
+    lines = [f"# {len(planned['methods'])} pretraining methods at one CPU budget (CIFAR-10, CPU recipes){' (PARTIAL)' if missing else ''}", "",
              f"{facts['cpu']}, {facts['torch_threads']} threads, {facts['date']}; budget {budget:.0f} process CPU-seconds "
              f"of training per run (steps set from a pilot); precision {', '.join(precisions)}; seeds {', '.join(map(str, seeds))}. "
              "kNN (k=20, T=0.07) and a linear probe from 10,000 training images to the 10,000 test images, encoder in eval mode. "

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from _distributed_workers import LR, QUEUE, STATEFUL, engine_runs, tiny_method
 
-METHODS = ["simclr", "barlow_twins", "vicreg", "smi", "byol", "simsiam", "swav", "mira", "hydes"]
+METHODS = ["simclr", "barlow_twins", "vicreg", "smi", "byol", "simsiam", "swav", "mira", "hydes", "lejepa"]
 CASES = [(name, "plain") for name in METHODS] + [(name, "stateful") for name in STATEFUL]
 STEPS, PER_EPOCH, BATCH = 4, 2, 16  # BATCH: the global batch, 8 rows a rank
 # Barlow Twins standardises each feature and VICReg's terms are centred or differences, so both are blind to

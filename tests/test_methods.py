@@ -45,5 +45,5 @@ def test_smi_communicates_nothing_and_the_others_do():
 
 
 def test_unknown_method_lists_the_registered_ones():
-    with pytest.raises(ValueError, match="simclr, barlow_twins, vicreg, smi, byol, simsiam, swav, mira, hydes"):
+    with pytest.raises(ValueError, match="simclr, barlow_twins, vicreg, smi, byol, simsiam, swav, mira, hydes, lejepa"):
         methods.build("moco", build_encoder("convnet", width=4))

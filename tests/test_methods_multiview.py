@@ -13,7 +13,7 @@ from infomax.methods.base import Teacher, TeacherSettings, by_size
 from infomax.models import build_encoder
 
 HEADS = {"byol": {"predictor_hidden": 8}, "simsiam": {"predictor_hidden": 8},
-         "swav": {"num_prototypes": 7}, "mira": {"num_prototypes": 7}, "hydes": {}}
+         "swav": {"num_prototypes": 7}, "mira": {"num_prototypes": 7}, "hydes": {}, "lejepa": {"slices": 64}}
 
 
 def build(name, **settings):
@@ -152,7 +152,7 @@ def test_multicrop_runs_one_forward_per_view_size():
 @pytest.mark.parametrize("name", list(HEADS))
 def test_gradients_reach_the_student_only(name):
     method = build(name, **({"freeze_prototypes_epochs": 0} if name in ("swav", "mira") else {}))
-    method({"views": views(local=2 if name in ("swav", "mira", "hydes") else 0)})["loss"].backward()
+    method({"views": views(local=2 if name in ("swav", "mira", "hydes", "lejepa") else 0)})["loss"].backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in method.encoder.parameters() if p.ndim > 1)
     teacher = getattr(method, "teacher", None)
     assert teacher is None or all(p.grad is None for p in teacher.parameters())

@@ -161,6 +161,19 @@ TABLE = [
     ("hydes-cifar10", "method.kappa", 1.0, "hydes paper Sec. III"),
     ("hydes-cifar10", "views.0.scale", (0.4, 1.0), "hydes paper Sec. III: global views 40-100 %"),
     ("hydes-cifar10", "views.7.scale", (0.05, 0.4), "hydes paper Sec. III: 6 local views 5-40 %"),
+    # LeJEPA (arXiv 2511.08544; the authors' repo rbalestr-lab/lejepa README and MINIMAL.md; lightly lejepa_loss.py)
+    ("lejepa-cifar10", "model.backbone", "resnet18", "LeJEPA Table 5: ResNet-18 on CIFAR-10"),
+    ("lejepa-cifar10", "method.lambd", 0.05, "LeJEPA Sec. 6.1: lambda = 0.05"),
+    ("lejepa-cifar10", "method.slices", 1024, "LeJEPA Sec. 6.1: 1024 slices as a starting point"),
+    ("lejepa-cifar10", "method.num_global", 2, "LeJEPA Sec. 6.1: V_g = 2"),
+    ("lejepa-cifar10", "method.projector_hidden", 2048, "the authors' MINIMAL.md: MLP [2048, 2048, proj_dim]"),
+    ("lejepa-cifar10", "method.projector_out", 64, "LeJEPA Table 1d (64 beats 1024); lightly LeJEPAProjectionHead output_dim"),
+    ("lejepa-cifar10", "optim.name", "adamw", "LeJEPA Sec. 6.1 and the authors' README: AdamW"),
+    ("lejepa-cifar10", "optim.lr", 5e-4, "the authors' README: lr 5e-4"),
+    ("lejepa-cifar10", "optim.weight_decay", 5e-4, "the authors' README: weight decay 5e-4 for ResNets"),
+    ("lejepa-cifar10", "schedule.final_factor", 1e-3, "the authors' README: cosine to lr / 1000"),
+    ("lejepa-cifar10", "views.0.scale", (0.3, 1.0), "the authors' README: global crops 30-100 %"),
+    ("lejepa-cifar10", "views.7.scale", (0.05, 0.3), "the authors' README: 6 local crops of 5-30 %"),
 ]
 
 

@@ -39,6 +39,9 @@ source, where one exists. Blur kernels are 10% of the side made odd, at least 3 
   as DINO", 2 global views of 40-100%, 6 local views of 5-40%): the two BYOL-asymmetric
   global crops at image_size plus `n_local` crops at `local_size` (default
   round(image_size * 96 / 224), DINO's 96 of 224) with blur p=0.5.
+- ``lejepa``: LeJEPA (Balestriero & LeCun, 2025; Sec. 6.1 and the authors' README): DINO's
+  colour, blur and solarisation on 2 global crops of 30-100% and `n_local` = 6 local crops of
+  5-30% at `local_size` (default DINO's 96 of 224).
 - ``twinturbo``: the twinturbo paper, App. B: "resizing, cropping, horizontal flip (if not
   altering the semantic content of the image), colour jitter, grey scale, Gaussian blur and
   solarisation", parameters from DINOv2 (footnote 9). View 0 is the image itself (centre
@@ -238,6 +241,10 @@ def multicrop(image_size: int, n_local: int = 6, local_size: int | None = None) 
     return _with_locals(_byol_pair(image_size, (0.4, 1.0)), image_size, n_local, local_size, (0.05, 0.4))
 
 
+def lejepa(image_size: int, n_local: int = 6, local_size: int | None = None) -> ViewSet:
+    return _with_locals(_byol_pair(image_size, (0.3, 1.0)), image_size, n_local, local_size, (0.05, 0.3))
+
+
 def twinturbo(image_size: int) -> ViewSet:
     augmented = _byol_pair(image_size, (0.32, 1.0))[1]
     return [ViewSpec(image_size), augmented]
@@ -257,7 +264,7 @@ def plain(image_size: int) -> ViewSet:
 
 VIEW_SETS: dict[str, Callable[..., ViewSet]] = {
     "simclr": simclr, "byol": byol, "barlow": byol, "vicreg": vicreg, "mira": mira, "swav": swav, "simsiam": simsiam,
-    "multicrop": multicrop, "smi": smi, "twinturbo": twinturbo, "plain": plain,
+    "multicrop": multicrop, "lejepa": lejepa, "smi": smi, "twinturbo": twinturbo, "plain": plain,
 }
 _FIELDS = {f.name for f in dataclasses.fields(ViewSpec)} - {"size"}
 

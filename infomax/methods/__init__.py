@@ -2,7 +2,8 @@
 
 Self-supervised pretraining, one file each: simclr, barlow_twins, vicreg, smi (two views, a
 projector, an objective), byol and simsiam (a predictor; BYOL's EMA teacher), swav and mira
-(prototypes and an assigner; MIRA's EMA teacher), hydes (multi-crop, every crop an anchor). Few-label heads
+(prototypes and an assigner; MIRA's EMA teacher), hydes (multi-crop, every crop an anchor), lejepa
+(multi-crop, the global centre predicts every crop, SIGReg keeps the crops Gaussian). Few-label heads
 on frozen features (TwinTURBO, FixMatch) live in `fewlabel/`.
 """
 from __future__ import annotations
@@ -11,6 +12,7 @@ from .barlow_twins import BarlowTwins
 from .base import Method
 from .byol import BYOL
 from .hydes import HyDeS
+from .lejepa import LeJEPA
 from .mira import MIRA
 from .simclr import SimCLR
 from .simsiam import SimSiam
@@ -18,7 +20,8 @@ from .smi import SMI
 from .swav import SwAV
 from .vicreg import VICReg
 
-METHODS: dict[str, type[Method]] = {m.name: m for m in (SimCLR, BarlowTwins, VICReg, SMI, BYOL, SimSiam, SwAV, MIRA, HyDeS)}
+METHODS: dict[str, type[Method]] = {m.name: m for m in (SimCLR, BarlowTwins, VICReg, SMI, BYOL, SimSiam, SwAV, MIRA, HyDeS,
+                                                         LeJEPA)}
 
 
 def _known(name) -> type[Method]:

@@ -12,6 +12,8 @@ each raw term logged as `NAME/TERM` and each add-on's weighted sum as `NAME`.
     vcreg       mu * variance hinge + nu * covariance, summed over the two global views (E2MC Eq. A.1)
     uniformity  lambda * sum over the two global views of log E exp(-t ||u - v||^2) (E2MC Eq. A.2-A.4)
     mmcr        -lambda * nuclear norm of the views' mean unit embedding, over every view (E2MC Eq. A.5)
+    sigreg      lambda * mean over every view of SIGReg, LeJEPA's sketched Epps-Pulley test of the
+                embedding against the isotropic Gaussian (LeJEPA Alg. 1-2; lambda = 0.05, Sec. 6.1)
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from .._validate import full_precision
 from ..distributed import gather_rows
 from ..objectives.e2mc import SPACES, e2mc
 from ..objectives.mmcr import mmcr
+from ..objectives.sigreg import LAMBDA, SLICES, sigreg, slice_directions
 from ..objectives.vicreg import covariance_penalty, variance_hinge
 from ..objectives.wang_isola import uniformity
 from .base import Steps
@@ -94,7 +97,19 @@ class MMCRSettings(AddOnSettings):
     weight: float = 0.005  # E2MC App. A.1
 
 
-ADDONS: dict[str, type[AddOnSettings]] = {s.name: s for s in (E2MCSettings, VCRegSettings, UniformitySettings, MMCRSettings)}
+@dataclass
+class SIGRegSettings(AddOnSettings):
+    name: ClassVar[str] = "sigreg"
+    weight: float = LAMBDA  # LeJEPA Sec. 6.1's lambda; here the base loss stands where its prediction term stood
+    slices: int = SLICES
+
+    def __post_init__(self):
+        if not (isinstance(self.slices, int) and self.slices >= 1):
+            raise ValueError(f"--add sigreg: slices must be a positive int, got {self.slices!r}; LeJEPA starts from 1024.")
+
+
+ADDONS: dict[str, type[AddOnSettings]] = {s.name: s for s in (E2MCSettings, VCRegSettings, UniformitySettings, MMCRSettings,
+                                                              SIGRegSettings)}
 
 
 def _first(value, fallback):
@@ -127,6 +142,9 @@ def terms(settings: AddOnSettings, views: list[torch.Tensor]) -> tuple[dict[str,
         return {"variance": sum(p[0] for p in parts), "covariance": sum(p[1] for p in parts)}, {"variance": s.mu, "covariance": s.nu}
     if isinstance(s, UniformitySettings):
         return {"uniformity": sum(uniformity(z, s.t) for z in pair)}, {"uniformity": s.weight}
+    if isinstance(s, SIGRegSettings):
+        directions = slice_directions(views[0].shape[1], s.slices, views[0].device)
+        return {"sigreg": torch.stack([sigreg(z, directions) for z in views]).mean()}, {"sigreg": s.weight}
     return {"negative_nuclear_norm": mmcr(views)}, {"negative_nuclear_norm": s.weight}
 
 

@@ -7,7 +7,9 @@ SwAV (Caron et al., 2020, App. A) 2048-128; HyDeS (hydes paper, Sec. VII-A: the 
 128 to 4096, made no difference; the hidden widths are not stated) 2048-2048-256; SMI (smi paper, App.: "following Barlow Twins") 4096-4096-4096; BYOL (Grill et al., 2020, Sec. 3.3)
 4096-256 for projector and predictor; SimSiam (Chen & He, 2021, Sec. 4) a 2048-wide
 3-layer projector with BN on its output (without affine parameters, and its last linear without
-bias: the authors' simsiam/builder.py) and a 512-wide bottleneck predictor.
+bias: the authors' simsiam/builder.py) and a 512-wide bottleneck predictor. LeJEPA (Balestriero &
+LeCun, 2025): Linear-BN-ReLU x 2 at 2048 (the authors' MINIMAL.md) and 64 outputs (Table 1d: 64
+beats 1024; lightly's LeJEPAProjectionHead default).
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ PROJECTORS: dict[str, tuple[tuple[int, ...], int, bool]] = {
     "byol": ((4096,), 256, False),
     "simsiam": ((2048, 2048), 2048, True),
     "hydes": ((2048, 2048), 256, False),
+    "lejepa": ((2048, 2048), 64, False),
 }
 PREDICTORS: dict[str, int] = {"byol": 4096, "simsiam": 512}  # hidden width; output = input width
 

@@ -11,6 +11,7 @@ from .e2mc import e2mc, m_spacings_entropy, offdiag_covariance
 from .hydes import hydes
 from .infonce import info_nce
 from .mmcr import mmcr
+from .sigreg import epps_pulley, lejepa, sigreg
 from .module import LOSSES, Objective
 from .smi import gaussian_mi, smi, smi_terms
 from .swapped import swapped_prediction
@@ -20,6 +21,6 @@ from .wang_isola import alignment, uniformity
 
 __all__ = [
     "LOSSES", "Objective", "alignment", "barlow_terms", "barlow_twins", "bin_cross", "byol", "cat_cross", "cat_twin", "checks",
-    "critic_losses", "e2mc", "gaussian_mi", "hydes", "info_nce", "latent_nce", "m_spacings_entropy",
-    "mmcr", "offdiag_covariance", "simsiam", "smi", "smi_terms", "swapped_prediction", "uniformity", "vcreg", "vicreg",
+    "critic_losses", "e2mc", "epps_pulley", "gaussian_mi", "hydes", "lejepa", "info_nce", "latent_nce", "m_spacings_entropy",
+    "mmcr", "offdiag_covariance", "sigreg", "simsiam", "smi", "smi_terms", "swapped_prediction", "uniformity", "vcreg", "vicreg",
 ]

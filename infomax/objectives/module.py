@@ -11,6 +11,7 @@ from .e2mc import e2mc
 from .hydes import hydes
 from .infonce import info_nce
 from .mmcr import mmcr
+from .sigreg import lejepa, sigreg
 from .smi import smi
 from .swapped import swapped_prediction
 from .twinturbo import bin_cross, cat_cross, cat_twin, latent_nce
@@ -19,7 +20,7 @@ from .wang_isola import alignment, uniformity
 
 LOSSES = {
     "info_nce": info_nce, "barlow_twins": barlow_twins, "vicreg": vicreg, "vcreg": vcreg, "smi": smi,
-    "e2mc": e2mc, "hydes": hydes, "alignment": alignment, "uniformity": uniformity, "mmcr": mmcr,
+    "e2mc": e2mc, "hydes": hydes, "alignment": alignment, "uniformity": uniformity, "mmcr": mmcr, "sigreg": sigreg, "lejepa": lejepa,
     "swapped_prediction": swapped_prediction, "cat_cross": cat_cross, "cat_twin": cat_twin,
     "bin_cross": bin_cross, "latent_nce": latent_nce, "byol": byol, "simsiam": simsiam,
 }
