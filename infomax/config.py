@@ -141,6 +141,9 @@ def _knn_default(name: str):
     return inspect.signature(weighted_knn).parameters[name].default
 
 
+LOGGERS = ("tensorboard", "csv", "wandb", "mlflow")
+
+
 @dataclass
 class RunConfig:
     seed: int = 0
@@ -149,6 +152,8 @@ class RunConfig:
     knn_every: int = 1  # epochs; 0 turns the monitor off
     knn_k: int = _knn_default("k")  # 20 and 0.07, the DINO/MIRA protocol; written out in config.yaml
     knn_temperature: float = _knn_default("temperature")
+    linear_every: int = 1  # epochs between scores of the online linear probe (trained every step); 0 turns it off
+    linear_lr: float = 0.1  # solo-learn's classifier_lr (scripts/pretrain/cifar/*.yaml), on the run's lr schedule
     abort_on_collapse: bool = False  # the collapse monitor (on logged steps) stops the run instead of warning
     accelerator: str = "auto"  # cpu | cuda | mps | auto
     devices: int = 1
@@ -156,11 +161,17 @@ class RunConfig:
     precision: str = "auto"  # bf16-mixed where the device computes bf16 natively, else 32-true; config.yaml keeps the choice
     compile: bool = False
     progress: bool = True
+    loggers: list[str] = field(default_factory=lambda: ["tensorboard"])  # + csv, wandb, mlflow; metrics.jsonl always
+    project: str = "infomax"  # the W&B project, the MLflow experiment
 
     def __post_init__(self):
         require("run", self, seed=at_least(0), checkpoint_every=at_least(1), log_every=at_least(1), knn_every=at_least(0),
-                knn_k=at_least(1), knn_temperature=POSITIVE, accelerator=one_of(*ACCELERATORS), devices=at_least(1),
+                knn_k=at_least(1), knn_temperature=POSITIVE, linear_every=at_least(0), linear_lr=POSITIVE, accelerator=one_of(*ACCELERATORS), devices=at_least(1),
                 num_nodes=at_least(1), precision=one_of(*PRECISIONS))
+        unknown = [name for name in self.loggers if name not in LOGGERS] if isinstance(self.loggers, list) else [self.loggers]
+        if unknown:
+            raise ConfigError(f"run.loggers must be a list of {', '.join(LOGGERS)}, got {self.loggers!r} "
+                              f"(e.g. --set run.loggers=[tensorboard,wandb]).")
 
 
 @dataclass

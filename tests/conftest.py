@@ -13,3 +13,6 @@ def _seed():
 
 def pytest_configure(config):
     torch.set_num_threads(1)
+    # Lightning binds its log handler to sys.stderr when first imported: import it now, before any test's
+    # captured stream stands in for stderr (and is closed after that test, breaking every later log line).
+    import lightning.fabric  # noqa: F401

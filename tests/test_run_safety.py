@@ -17,7 +17,7 @@ from infomax.engine.loop import Schedule
 from infomax.runs import rundir
 
 TINY = ["--dataset", "digits", "--batch-size", "64", "--set", "model.options.width=8", "--set", "method.projector_hidden=32",
-        "--set", "method.projector_out=32", "--set", "run.knn_every=0", "--set", "data.holdout=200"]
+        "--set", "method.projector_out=32", "--set", "run.knn_every=0", "--set", "run.linear_every=0", "--set", "data.holdout=200"]
 
 
 def pretrain(*argv) -> int:

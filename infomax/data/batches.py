@@ -50,8 +50,9 @@ class ViewBatches(RankBatches):
 
     def epoch(self, epoch: int, skip: int = 0) -> Iterator[dict]:
         for index in self.rows_of(epoch)[skip:]:
-            images = torch.from_numpy(np.ascontiguousarray(self.images[np.sort(index)])).to(self.device, non_blocking=True)
-            yield {"views": make_views(images, self.views, self.generator)}
+            rows = np.sort(index)
+            images = torch.from_numpy(np.ascontiguousarray(self.images[rows])).to(self.device, non_blocking=True)
+            yield {"views": make_views(images, self.views, self.generator), "rows": torch.from_numpy(rows)}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         return {"generator": self.generator.get_state()}

@@ -50,7 +50,7 @@ def sample_draws(seed: int, epoch: int, row: int) -> np.random.Generator:
 
 class ViewDecoder(torch.utils.data.Dataset):
     """Item (epoch, row): (one uint8 (size, size, 3) crop per view, the (views, PHOTOMETRIC_DRAWS) colour
-    draws, [(row, reason)] of the images it had to replace)."""
+    draws, [(row, reason)] of the images it had to replace, the row it decoded: `row` or its stand-in)."""
 
     def __init__(self, samples: Samples, rows: np.ndarray, views: ViewSet, seed: int):
         self.samples, self.rows, self.views, self.seed = samples, rows, views, seed
@@ -65,7 +65,7 @@ class ViewDecoder(torch.utils.data.Dataset):
         for _ in range(TRIES):
             try:
                 crops, draws = self.crops(row, rng.random((len(self.views), VIEW_DRAWS)))
-                return crops, draws, bad
+                return crops, draws, bad, row
             except Exception as error:  # noqa: BLE001 - Pillow raises many types for a damaged file
                 bad.append((row, f"{type(error).__name__}: {error}"))
                 row = int(self.rows[rng.integers(len(self.rows))])
@@ -102,7 +102,7 @@ class ViewDecoder(torch.utils.data.Dataset):
 
 def collate(items):
     """The batch's crops stacked per view, in shared memory when in a worker (one copy, not two)."""
-    crops, draws, bad = zip(*items)
+    crops, draws, bad, rows = zip(*items)
     views = []
     for v in range(len(crops[0])):
         out = torch.empty((len(crops), *crops[0][v].shape), dtype=torch.uint8)
@@ -110,7 +110,8 @@ def collate(items):
             out.share_memory_()
         np.stack([c[v] for c in crops], out=out.numpy())
         views.append(out)
-    return {"crops": views, "draws": torch.stack(draws), "bad": [b for found in bad for b in found]}
+    return {"crops": views, "draws": torch.stack(draws), "bad": [b for found in bad for b in found],
+            "rows": torch.tensor(rows, dtype=torch.int64)}
 
 
 class StreamBatches(RankBatches):
@@ -143,7 +144,7 @@ class StreamBatches(RankBatches):
             for v, spec in enumerate(self.views):
                 x = to_float_images(raw["crops"][v].to(self.device, non_blocking=True), channels=None)
                 views.append(photometric(x, spec, Draws(raw["draws"][:, v])))
-            yield {"views": views}
+            yield {"views": views, "rows": raw["rows"]}
 
     def _count(self, bad: list[tuple[int, str]], check: bool) -> None:
         for row, reason in bad:

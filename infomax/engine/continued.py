@@ -59,7 +59,7 @@ def resolve(init: str, method: str | None, recipe: str | None, addons: list[str]
             optim = tree.setdefault("optim", {})
             optim["lr"] = float(optim.get("lr", C.OptimConfig.lr)) * settings.lr_scale
             tree.setdefault("schedule", {}).update({"epochs": 10, "warmup_epochs": 0.0, "warmup_steps": 0, "decay": "constant"})
-        tree.setdefault("run", {})["knn_every"] = 0
+        tree.setdefault("run", {}).update({"knn_every": 0, "linear_every": 0})  # no held-out slice: every image trains
         data = tree.setdefault("data", {})
         data.update({k.split(".", 1)[1]: v for k, v in flags.items() if k.startswith("data.") and v is not None})
         data["holdout"] = 0

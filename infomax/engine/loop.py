@@ -8,7 +8,8 @@ runs when an epoch starts or resumes.
 A `batches` source gives `len()` batches per epoch through `epoch(epoch, skip)` and keeps its own
 random state (`state_dict`). Checkpoints (runs/checkpoint.py: weights, optimiser moments, step,
 every rank's RNG and the source's state, one atomic safetensors file) are written every
-`checkpoint_every` steps, at each epoch end, at the end, and on SIGINT/SIGTERM; a resumed run
+`checkpoint_every` steps, at each epoch end, at the end, and on SIGINT/SIGTERM/SIGUSR1 (SIGUSR1, SLURM's
+warning before the time limit, also requeues the job: runs/slurm.py); a resumed run
 repeats the uninterrupted one step for step (with fp32 or bf16; a resume that asks for more epochs
 goes on from the lr it stands at: Schedule stretches the rest of the schedule over the new steps). A non-finite loss stops the run before the
 optimiser steps, naming the term and the step, so the last checkpoint stays good.
@@ -26,11 +27,12 @@ from typing import Callable
 import torch
 
 from .._validate import checks
-from ..runs import rundir
+from ..runs import rundir, slurm
 from ..runs.checkpoint import load_extra, load_training_state, rng_state, save_training_state, set_rng_state
 from .optim import lr_factor, set_lr
 
 STATE = "state.safetensors"
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGUSR1") if hasattr(signal, name))
 
 
 class NonFiniteLoss(FloatingPointError):
@@ -90,7 +92,9 @@ class Loop:
 
     `model` is the method as `fabric.setup` returned it; `optimisers` maps each stage to its
     (set-up) optimiser; `run` is a RunConfig; `monitors` are callables `(loop, epoch) -> dict`
-    run after every epoch on every rank (their metrics are logged); `watch` callables
+    run after every epoch on every rank (their metrics are logged); a monitor with `learn(loop, batch,
+    features, lr_factor)` (the online linear probe) also learns after every step from the detached backbone
+    features of the step's first view, and its `state_dict` joins the checkpoint; `watch` callables
     `(loop, terms) -> dict` run on logged steps.
     """
 
@@ -101,6 +105,7 @@ class Loop:
         self.method = getattr(model, "module", model)
         self.schedule, self.run, self.out, self.name = schedule, run, Path(out), name
         self.monitors, self.watch, self.clip_grad = monitors, watch, clip_grad
+        self.probes = tuple(m for m in monitors if hasattr(m, "learn"))
         self._segment_start: float | None = None
         self._bar = None
         self.step, self.seconds, self.last_terms = 0, 0.0, {}
@@ -116,7 +121,7 @@ class Loop:
     def train_step(self, batch) -> dict[str, torch.Tensor]:
         factor = self.schedule.factor(self.step)
         logging = (self.step + 1) % self.run.log_every == 0 or self.step + 1 == self.schedule.total_steps
-        carry, record, last = None, {}, {}
+        carry, record, last, features = None, {}, {}, None
         self.model.train()
         for stage in self.method.stages:
             optimiser = self.optimisers[stage]
@@ -125,7 +130,9 @@ class Loop:
                 terms = self.model(batch, stage, carry)
             optimiser.zero_grad(set_to_none=True)
             self.fabric.backward(terms["loss"])
-            terms.pop("_embeddings", None)  # the add-ons' inputs, graph and all: not kept past the backward
+            embeddings = terms.pop("_embeddings", None)  # the add-ons' inputs, graph and all: not kept past the backward
+            if features is None and embeddings and "backbone" in embeddings:
+                features = embeddings["backbone"][0].detach()
             self.method.on_before_optimiser_step(stage)
             if self.clip_grad:
                 self.fabric.clip_gradients(self.model, optimiser, max_norm=self.clip_grad)
@@ -140,6 +147,10 @@ class Loop:
             last.update({self._key(stage, k): v for k, v in terms.items()})
             carry = terms
         self.method.on_step_end(self.step, self.schedule.total_steps)
+        for probe in self.probes if features is not None else ():
+            probe.learn(self, batch, features, factor)
+            if logging:
+                record["linear/loss"] = probe.loss
         self.step += 1
         self.last_terms = last  # every stage's terms, named as in the log
         if logging:
@@ -204,7 +215,7 @@ class Loop:
         if resume and self.fabric.global_rank == 0:  # lines logged after the checkpoint (all of them when none) go
             rundir.truncate_log(self.out, self.step)
         per_epoch = len(self.batches)
-        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: signal.signal(s, self._on_signal) for s in STOP_SIGNALS}
         started = self._segment_start = self._since = time.perf_counter()
         self._started, self._shown, self._first_step = started, None, self.step
         if self.fabric.global_rank == 0 and self.run.progress:
@@ -248,6 +259,9 @@ class Loop:
             stop = float(self.fabric.all_reduce(torch.tensor([float(stop)], device=self.fabric.device), reduce_op="sum")) > 0
         if stop:
             self.save()
+            if self._stop == getattr(signal, "SIGUSR1", None):  # SLURM's warning before the time limit
+                message = slurm.requeue() if self.fabric.global_rank == 0 else "SIGUSR1: rank 0 requeues the job."
+                raise Interrupted(f"stopped at step {self.step}. {message}")
             raise Interrupted(f"stopped by signal at step {self.step}; the checkpoint is saved: rerun with --resume.")
         if self.step % self.run.checkpoint_every == 0:
             self.save()
@@ -276,7 +290,8 @@ class Loop:
         """Every rank's RNG, source state and the method's per-rank state (SwAV's queue: `Steps.rank_state`),
         gathered so rank 0 can write them all."""
         local = {**rng_state(), **{f"batches/{k}": v for k, v in self.batches.state_dict().items()},
-                 **{f"method/{k}": v for k, v in self.method.rank_state().items()}}
+                 **{f"method/{k}": v for k, v in self.method.rank_state().items()},
+                 **{f"probe{i}/{k}": v for i, probe in enumerate(self.probes) for k, v in probe.state_dict().items()}}
         if self.fabric.world_size == 1:
             return {f"rank0/{k}": v for k, v in local.items()}
         gathered = {}
@@ -315,7 +330,9 @@ class Loop:
         extra = load_extra(self.out / STATE)
         prefix = f"rank{self.fabric.global_rank}/"
         mine = {k[len(prefix):]: v for k, v in extra.items() if k.startswith(prefix)}
-        set_rng_state({k: v for k, v in mine.items() if not k.startswith(("batches/", "method/"))})
+        set_rng_state({k: v for k, v in mine.items() if not k.startswith(("batches/", "method/", "probe"))})
+        for i, probe in enumerate(self.probes):
+            probe.load_state_dict({k[len(f"probe{i}/"):]: v for k, v in mine.items() if k.startswith(f"probe{i}/")})
         self.batches.load_state_dict({k[len("batches/"):]: v for k, v in mine.items() if k.startswith("batches/")})
         self.method.load_rank_state({k[len("method/"):]: v for k, v in mine.items() if k.startswith("method/")})
         if self.step > self.schedule.total_steps:

@@ -1,5 +1,6 @@
-"""What the loop watches: an online weighted-kNN probe after epochs, and on logged steps the
-embedding's spread (collapse) and, where a method reports both, its redundancy/alignment ratio.
+"""What the loop watches: an online weighted-kNN probe and an online linear classifier (trained every
+step on detached features) after epochs, and on logged steps the embedding's spread (collapse) and,
+where a method reports both, its redundancy/alignment ratio.
 
 The kNN probe runs the encoder in eval mode (batch norm in train mode during monitoring skews
 the features: lightly #1440) on the plain view of a held-out slice of the training split, with
@@ -57,6 +58,95 @@ class KNNMonitor:
         if not self.every or epoch % self.every or loop.fabric.global_rank != 0:
             return {}
         return {"knn_top1": self.score(loop.method, loop.fabric.device)}
+
+    def final(self, method, device) -> dict:
+        return {"knn_top1_holdout": self.score(method, device)} if self.every else {}
+
+
+class OnlineLinear:
+    """solo-learn's online linear classifier: a linear head on the detached backbone features of each step's
+    first view, trained on the batch's labelled rows with its own SGD (lr `lr` on the run's lr schedule,
+    momentum 0.9, no weight decay: solo-learn's classifier_lr 0.1 in its CIFAR configs), its gradient averaged
+    over ranks so every rank keeps the same weights; behind a BatchNorm without affine parameters (MAE's
+    linear probe, He et al. 2022, App. A.2: raw features of very different scales otherwise learn slowly).
+    Its top-1 on the plain view of the held-out slice is logged every `every` epochs. It never touches the
+    method, so turning it on or off changes no result."""
+
+    def __init__(self, dataset, query: np.ndarray, resolution: int, dim: int, lr: float, every: int, seed: int,
+                 device=None, labels: np.ndarray | None = None):
+        """`dataset.images[query]` and their labels score the head; `labels` (default dataset.labels) label the
+        rows the batches name."""
+        self.dataset, self.query, self.resolution, self.every, self.lr = dataset, np.sort(query), resolution, every, lr
+        self.labels = torch.as_tensor(np.asarray(dataset.labels if labels is None else labels), dtype=torch.int64)
+        self.query_labels = torch.as_tensor(np.asarray(dataset.labels)[self.query], dtype=torch.int64)
+        generator = torch.Generator().manual_seed(seed)
+        linear = torch.nn.Linear(dim, int(self.labels.max()) + 1)
+        with torch.no_grad():
+            bound = 1 / math.sqrt(dim)
+            linear.weight.uniform_(-bound, bound, generator=generator)
+            linear.bias.uniform_(-bound, bound, generator=generator)
+        self.head = torch.nn.Sequential(torch.nn.BatchNorm1d(dim, affine=False, eps=1e-6), linear)
+        self.head.to(device)
+        for p in self.head.parameters():
+            p.grad = torch.zeros_like(p)  # a rank without labelled rows still joins the gradient's mean
+        self.optimiser = torch.optim.SGD(self.head.parameters(), lr=lr, momentum=0.9)
+        self.loss = float("nan")
+
+    def learn(self, loop, batch: dict, features: torch.Tensor, factor: float) -> None:
+        """One SGD step on `features` (N, D) of the batch's rows (`batch["rows"]`); a batch without rows trains nothing."""
+        rows = batch.get("rows")
+        if rows is None:
+            return
+        labels = self.labels[rows.cpu()].to(features.device)
+        known = labels >= 0
+        self.head.train()
+        loss = F.cross_entropy(self.head(features.detach().float()[known]), labels[known]) if int(known.sum()) > 1 else None
+        self.optimiser.zero_grad(set_to_none=False)
+        if loss is not None:
+            loss.backward()
+        if loop.fabric.world_size > 1:
+            for p in self.head.parameters():
+                p.grad = loop.fabric.all_reduce(p.grad, reduce_op="mean")
+        for group in self.optimiser.param_groups:
+            group["lr"] = self.lr * factor
+        self.optimiser.step()
+        self.loss = float(loss.detach()) if loss is not None else float("nan")
+
+    @torch.no_grad()
+    def score(self, method, device) -> float:
+        was_training = method.training
+        method.eval()
+        try:
+            features = embed(method, self.dataset.images[self.query], self.resolution, device)
+        finally:
+            method.train(was_training)
+        self.head.eval()
+        predicted = self.head(features.float()).argmax(dim=1).cpu()
+        return float((predicted == self.query_labels).float().mean() * 100)
+
+    def __call__(self, loop, epoch: int) -> dict:
+        if not self.every or epoch % self.every or loop.fabric.global_rank != 0:
+            return {}
+        return {"linear_top1": self.score(loop.method, loop.fabric.device)}
+
+    def final(self, method, device) -> dict:
+        return {"linear_top1_holdout": self.score(method, device)} if self.every else {}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        state = {k: v.detach().cpu() for k, v in self.head.state_dict().items()}
+        for name, p in self.head.named_parameters():
+            if "momentum_buffer" in self.optimiser.state.get(p, {}):
+                state[f"momentum/{name}"] = self.optimiser.state[p]["momentum_buffer"].cpu()
+        return state
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        """Take back what `state_dict` gave (nothing from a checkpoint written without the probe: it starts fresh)."""
+        if not state:
+            return
+        self.head.load_state_dict({k: v for k, v in state.items() if not k.startswith("momentum/")})
+        for name, p in self.head.named_parameters():
+            if f"momentum/{name}" in state:
+                self.optimiser.state[p]["momentum_buffer"] = state[f"momentum/{name}"].clone().to(p.device)
 
 
 def embedding_spread(loop, terms: dict) -> dict:

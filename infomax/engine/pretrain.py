@@ -16,16 +16,16 @@ import torch
 
 from .. import config as C
 from .. import methods
-from ..runs import rundir
+from ..runs import loggers, rundir
 from .loop import STATE, Loop, Schedule
-from .monitors import KNNMonitor, embedding_spread, redundancy_to_alignment
+from .monitors import KNNMonitor, OnlineLinear, embedding_spread, redundancy_to_alignment
 from .optim import build_optimiser
 
 CONFIG = "config.yaml"
 # Settings a resumed run may change; any other difference from config.yaml is refused.
 RESUMABLE = {"schedule.epochs", "schedule.max_steps", "run.checkpoint_every", "run.log_every", "run.progress",
              "run.knn_every", "data.data_root", "data.download", "data.workers", "data.prefetch", "data.max_bad_fraction",
-             "run.abort_on_collapse"}
+             "run.abort_on_collapse", "run.linear_every", "run.linear_lr", "run.loggers", "run.project"}  # none touches the method
 PRECISIONS, ACCELERATORS = C.PRECISIONS, C.ACCELERATORS
 
 
@@ -141,13 +141,11 @@ def launched() -> bool:
 
 def make_fabric(run, out: Path):
     from lightning.fabric import Fabric
-    from lightning.fabric.loggers import TensorBoardLogger
 
     world = run.devices * run.num_nodes
     strategy = "ddp" if world > 1 else "auto"
-    logger = TensorBoardLogger(root_dir=str(out), name="tensorboard", version="")
     return Fabric(accelerator=run.accelerator, devices=run.devices, num_nodes=run.num_nodes, precision=run.precision,
-                  strategy=strategy, loggers=[logger])
+                  strategy=strategy, loggers=loggers.build(run, out))
 
 
 def split_rows(labels: np.ndarray, holdout: int, bank: int, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -231,13 +229,25 @@ def pretrain(config: C.TrainConfig, out: Path, *, resume: bool = False, overwrit
             print(f"[pretrain] {config.data.dataset} has unlabelled images, so the kNN monitor (which needs labels) is off "
                   "and every image trains; evaluate the encoder on labelled data afterwards (infomax evaluate).",
                   file=sys.stderr, flush=True)
-        monitors = ()
-        if len(query) and len(bank) >= run.knn_k and run.knn_every:
-            known, bank, query = _monitor_images(config, train, bank, query) if config.data.source == "stream" else (train, bank, query)
-            monitors = (KNNMonitor(known, bank, query, config.data.resolution, run.knn_k, run.knn_temperature, run.knn_every),)
-        return method, batches, monitors
+        return method, batches, _monitors(config, train, bank, query, method, fabric.device)
 
     return train_method(config, out, build, resume=resume, overwrite=overwrite, watch=watch, name=f"pretrain {config.method_name}")[0]
+
+
+def _monitors(config: C.TrainConfig, train, bank, query, method, device) -> tuple:
+    """The online kNN (when the bank holds k rows) and the online linear probe, on the held-out `query` rows."""
+    run = config.run
+    if not len(query) or not (run.knn_every or run.linear_every):
+        return ()
+    known, bank, query = _monitor_images(config, train, bank, query) if config.data.source == "stream" else (train, bank, query)
+    monitors = []
+    if run.knn_every and len(bank) >= run.knn_k:
+        monitors.append(KNNMonitor(known, bank, query, config.data.resolution, run.knn_k, run.knn_temperature, run.knn_every))
+    if run.linear_every and "backbone" in getattr(method, "embeddings", ()):
+        labels = train.labels  # every training row's label; `known` holds the monitor's rows only
+        monitors.append(OnlineLinear(known, query, config.data.resolution, method.encoder.dim, run.linear_lr,
+                                     run.linear_every, run.seed, device, labels=labels))
+    return tuple(monitors)
 
 
 def training_images(config: C.TrainConfig):
@@ -322,13 +332,16 @@ def train_method(config: C.TrainConfig, out: Path, build, *, resume: bool, overw
             out = rundir.prepare(out, resume=resume, overwrite=overwrite)
             C.save(config, out / CONFIG)
             rundir.record_environment(out, world_size=fabric.world_size, device=str(fabric.device))
+            loggers.record(fabric.loggers, out)
         fabric.barrier()
         try:
             summary = loop.fit(resume)
-        except BaseException:
+        except BaseException as error:
+            loggers.close(fabric.loggers, "interrupted" if isinstance(error, KeyboardInterrupt) else "failed")
             if fresh and fabric.global_rank == 0 and not (out / STATE).exists():  # nothing to resume: no folder to block a rerun
                 rundir.discard(out)
             raise
+        loggers.close(fabric.loggers, "success")
         result = {"method": config.method_name, "steps": summary["steps"], "train_seconds": round(summary["seconds"], 2)}
         last = {f"last/{k}": v for k, v in loop.last_values().items()}  # every rank takes part
         if fabric.global_rank == 0:
@@ -347,8 +360,8 @@ def _finish(out: Path, method, monitors, device, result: dict) -> None:
 
     encoder = method.encoder
     save_encoder(encoder.encoder if isinstance(encoder, Tail) else encoder, out / "encoder.safetensors")
-    if monitors and monitors[0].every:
-        result["knn_top1_holdout"] = monitors[0].score(method, device)
+    for monitor in monitors:
+        result.update(monitor.final(method, device))
     rundir.write_json(out / "metrics.json", result)
     _write_report(out)
 

@@ -169,6 +169,10 @@ class WithAddOns(Steps):
     def settings(self):
         return self.base.settings
 
+    @property
+    def embeddings(self) -> tuple[str, ...]:
+        return self.base.embeddings
+
     def check_batch(self, global_batch: int) -> None:
         self.base.check_batch(global_batch)
 
@@ -191,6 +195,7 @@ class WithAddOns(Steps):
             out[addon.name] = weighted.detach()
             loss = loss + weighted
         out["loss"] = loss
+        out["_embeddings"] = embeddings  # the loop's online probe reads the backbone's
         return out
 
     def stage_parameters(self, stage: str):
