@@ -66,6 +66,26 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _embed(args: argparse.Namespace) -> int:
+    from .eval.embed import embed
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be at least 1, got {args.batch_size}.")
+    summary = embed(args.encoder, args.dataset, Path(args.out), split=args.split, data_root=args.data_root,
+                    resolution=args.resolution, batch_size=args.batch_size, overwrite=args.overwrite, download=args.download,
+                    image_size=args.image_size, source=args.source or "auto")
+    print(json.dumps({k: v for k, v in summary.items() if k != "classes"}, indent=1))
+    print(f"features: {Path(args.out) / 'features.safetensors'}, files: {Path(args.out) / 'files.txt'}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from .models.export import export
+
+    print(json.dumps(export(args.encoder, Path(args.out), args.format, args.resolution), indent=1))
+    return 0
+
+
 def _analyze(args: argparse.Namespace) -> int:
     from .eval.run import analyze
 
@@ -104,6 +124,25 @@ def add_evaluation(verbs) -> None:
         else:
             p.add_argument("--split", default="test")
         p.set_defaults(handler=handler)
+    e = verbs.add_parser("embed", help="the features of every image as safetensors, with its file list, for other tools")
+    e.add_argument("--encoder", "--backbone", dest="encoder", required=True,
+                   help="efficientnet-lite0, hf:<model id>, a .safetensors encoder of ours, or resnet18/vit-tiny/...")
+    e.add_argument("--dataset", required=True, help="a built-in dataset, imagefolder (your images: --data-root DIR) or shards")
+    add_data_root(e)
+    add_source(e)
+    e.add_argument("--split", default="test")
+    e.add_argument("--resolution", type=int, help="resize images to this side (default: as evaluate)")
+    e.add_argument("--batch-size", type=int, default=256, metavar="N")
+    e.add_argument("--out", required=True, metavar="DIR", help="features.safetensors, files.txt, embed.json")
+    e.add_argument("--overwrite", action="store_true")
+    e.set_defaults(handler=_embed)
+    x = verbs.add_parser("export", help="an encoder as TorchScript or ONNX: images in [0, 1] -> pooled features")
+    x.add_argument("--encoder", "--backbone", dest="encoder", required=True,
+                   help="efficientnet-lite0, hf:<model id>, a .safetensors encoder of ours, or resnet18/vit-tiny/...")
+    x.add_argument("--format", required=True, choices=["torchscript", "onnx"])
+    x.add_argument("--resolution", type=int, help="the images' side the graph is traced at (default: the encoder's input size, else 224)")
+    x.add_argument("--out", required=True, metavar="FILE")
+    x.set_defaults(handler=_export)
     r = verbs.add_parser("report", help="one self-contained HTML page for one or more run directories")
     r.add_argument("runs", nargs="+", metavar="RUN_DIR")
     r.add_argument("--out", metavar="FILE", help="default: RUN_DIR/report.html of the first run")
@@ -128,14 +167,27 @@ def _pretrain(args: argparse.Namespace) -> int:
     if args.add and args.resume:
         raise ValueError("--resume takes the add-ons of the run's config.yaml; drop --add.")
     from .methods.addons import parse
+    from .runs.slurm import resume_requeued
 
-    preset = (lambda tree: tree.__setitem__("addons", [parse(a) for a in args.add])) if args.add else None
-    config = resolve(args.recipe, args.method, args.set or [], flags, out, args.resume, preset=preset)
-    result = pretrain(config, out, resume=args.resume, overwrite=args.overwrite)
+    resume = resume_requeued(out, args.resume, args.overwrite)
+    if args.add and resume:  # a requeued job repeats its command: its add-ons must be the run's
+        _same_addons(out, [parse(a)["name"] for a in args.add])
+    preset = (lambda tree: tree.__setitem__("addons", [parse(a) for a in args.add])) if args.add and not resume else None
+    config = resolve(args.recipe, args.method, args.set or [], flags, out, resume, preset=preset)
+    result = pretrain(config, out, resume=resume, overwrite=args.overwrite)
     if result:
         print(json.dumps(result, indent=1))
         print(f"encoder: {out / 'encoder.safetensors'}, report: {out / 'report.html'}")
     return 0
+
+
+def _same_addons(out: Path, names: list[str]) -> None:
+    import yaml
+
+    saved = [a["name"] for a in (yaml.safe_load((out / "config.yaml").read_text()) or {}).get("addons", [])]
+    if saved != names:
+        raise ValueError(f"{out} holds an unfinished run with add-ons {saved}, and this job asks for {names}; "
+                         "pass the run's add-ons, or another --out for a new run.")
 
 
 def _continue(args: argparse.Namespace) -> int:
@@ -146,9 +198,12 @@ def _continue(args: argparse.Namespace) -> int:
     flags = {key: getattr(args, name) for name, key in PRETRAIN_FLAGS.items() if hasattr(args, name)}
     flags = {k: (v or None) if isinstance(v, bool) else v for k, v in flags.items()}
     out = Path(args.out)
+    from .runs.slurm import resume_requeued
+
+    resume = resume_requeued(out, args.resume, args.overwrite)
     continued = {k: getattr(args, k) for k in FLAGS if k != "init"}
-    config = resolve(args.init, args.method, args.recipe, args.add or [], args.set or [], flags, continued, out, args.resume)
-    result = continue_pretraining(config, out, resume=args.resume, overwrite=args.overwrite)
+    config = resolve(args.init, args.method, args.recipe, args.add or [], args.set or [], flags, continued, out, resume)
+    result = continue_pretraining(config, out, resume=resume, overwrite=args.overwrite)
     if result:
         print(json.dumps({k: v for k, v in result.items() if not k.startswith(("before/", "after/"))}, indent=1))
         print(f"encoder: {out / 'encoder.safetensors'}, report: {out / 'report.html'}")
