@@ -170,10 +170,11 @@ def _pretrain(args: argparse.Namespace) -> int:
     from .runs.slurm import resume_requeued
 
     resume = resume_requeued(out, args.resume, args.overwrite)
-    if args.add and resume:  # a requeued job repeats its command: its add-ons must be the run's
+    requeued = resume and not args.resume  # the job's own command again: its recipe made the run's config.yaml
+    if args.add and requeued:
         _same_addons(out, [parse(a)["name"] for a in args.add])
     preset = (lambda tree: tree.__setitem__("addons", [parse(a) for a in args.add])) if args.add and not resume else None
-    config = resolve(args.recipe, args.method, args.set or [], flags, out, resume, preset=preset)
+    config = resolve(None if requeued else args.recipe, args.method, args.set or [], flags, out, resume, preset=preset)
     result = pretrain(config, out, resume=resume, overwrite=args.overwrite)
     if result:
         print(json.dumps(result, indent=1))
@@ -198,11 +199,17 @@ def _continue(args: argparse.Namespace) -> int:
     flags = {key: getattr(args, name) for name, key in PRETRAIN_FLAGS.items() if hasattr(args, name)}
     flags = {k: (v or None) if isinstance(v, bool) else v for k, v in flags.items()}
     out = Path(args.out)
+    from .methods.addons import parse
     from .runs.slurm import resume_requeued
 
     resume = resume_requeued(out, args.resume, args.overwrite)
     continued = {k: getattr(args, k) for k in FLAGS if k != "init"}
-    config = resolve(args.init, args.method, args.recipe, args.add or [], args.set or [], flags, continued, out, resume)
+    if resume and not args.resume:  # a requeued job: its --init, --add and continue flags made the run's config.yaml
+        if args.add:
+            _same_addons(out, [parse(a)["name"] for a in args.add])
+        config = resolve(None, args.method, None, [], args.set or [], flags, {k: None for k in continued}, out, True)
+    else:
+        config = resolve(args.init, args.method, args.recipe, args.add or [], args.set or [], flags, continued, out, resume)
     result = continue_pretraining(config, out, resume=resume, overwrite=args.overwrite)
     if result:
         print(json.dumps({k: v for k, v in result.items() if not k.startswith(("before/", "after/"))}, indent=1))

@@ -14,12 +14,16 @@ ARGS = ["pretrain", "--method", "simclr", "--dataset", "digits", "--batch-size",
         "--set", "schedule.decay=constant"]  # constant: a finished run may be extended by --resume
 
 
-def test_csv_logs_every_logged_step_and_tensorboard_is_off_when_not_listed(tmp_path):
+def test_csv_logs_every_logged_step_one_file_per_segment_and_tensorboard_is_off_when_not_listed(tmp_path):
     out = tmp_path / "run"
     assert main([*ARGS, "--max-steps", "5", "--set", "run.loggers=[csv]", "--out", str(out)]) == 0
-    rows = list(csv.DictReader((out / "csv" / "metrics.csv").open()))
-    assert [int(r["step"]) for r in rows if r.get("loss")] == [1, 2, 3, 4, 5]
+    assert main([*ARGS, "--max-steps", "7", "--resume", "--out", str(out)]) == 0
+    steps = [[int(r["step"]) for r in csv.DictReader((out / "csv" / f"version_{k}" / "metrics.csv").open()) if r.get("loss")]
+             for k in (0, 1)]
+    assert steps == [[1, 2, 3, 4, 5], [6, 7]]  # a resume never empties the first segment's file
     assert not (out / "tensorboard").exists()
+    assert main([*ARGS, "--max-steps", "2", "--set", "run.loggers=[csv]", "--overwrite", "--out", str(out)]) == 0
+    assert sorted(p.name for p in (out / "csv").iterdir()) == ["version_0"]  # --overwrite clears what the loggers wrote
 
 
 def test_an_unknown_logger_and_a_missing_package_are_named_before_anything_is_written(tmp_path, monkeypatch, capsys):
@@ -64,3 +68,28 @@ def test_mlflow_logs_both_segments_of_a_resumed_run_into_one_run(tmp_path, monke
     experiment = client.get_experiment_by_name("tests")
     assert [r.info.run_id for r in client.search_runs([experiment.experiment_id])] == [run_id]
     assert sorted(m.step for m in client.get_metric_history(run_id, "loss")) == [1, 2, 3, 4, 5, 6]
+
+
+def test_an_interrupted_mlflow_run_ends_killed_and_the_interrupt_stands(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow", reason="mlflow is an optional extra: pip install 'infomax[mlflow]'")
+    import os
+    import signal
+
+    from mlflow.tracking import MlflowClient
+
+    import infomax.engine.pretrain as pretrain_module
+
+    store = f"file://{tmp_path / 'mlruns'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", store)
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+
+    def interrupt(loop, terms):
+        if loop.step == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return {}
+
+    monkeypatch.setattr(pretrain_module, "redundancy_to_alignment", interrupt)
+    out = tmp_path / "run"
+    assert main([*ARGS, "--max-steps", "8", "--set", "run.loggers=[mlflow]", "--out", str(out)]) == 130
+    run_id = json.loads((out / "loggers.json").read_text())["mlflow"]
+    assert MlflowClient(store).get_run(run_id).info.status == "KILLED"

@@ -96,3 +96,18 @@ def test_the_run_id_is_slurms_job_else_torchruns(monkeypatch):
     assert slurm.run_id() == "abc123"
     monkeypatch.setenv("SLURM_JOB_ID", "77")
     assert slurm.run_id() == "77"
+
+
+def test_a_requeued_recipe_command_resumes_and_a_requeued_overwrite_is_refused(tmp_path, scontrol, monkeypatch, capsys):
+    recipe = ["pretrain", "--recipe", "simclr-cpu", *ARGS[3:]]  # the README's sbatch line names a recipe
+    monkeypatch.setenv("SLURM_JOB_ID", "31")
+    out = tmp_path / "run"
+    usr1_at(12, monkeypatch)
+    assert main([*recipe, "--out", str(out)]) == 130
+    monkeypatch.undo()
+    monkeypatch.setenv("SLURM_JOB_ID", "31")
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
+    assert main([*recipe, "--overwrite", "--out", str(out)]) == 2
+    assert "drop --overwrite" in capsys.readouterr().err and slurm.unfinished(out)
+    assert main([*recipe, "--out", str(out)]) == 0
+    assert steps(out) == list(range(1, 41))

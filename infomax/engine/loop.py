@@ -237,8 +237,8 @@ class Loop:
                 if self.step % per_epoch == 0:
                     self._end_epoch(epoch)
         finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
+            for s, handler in previous.items():  # SIGUSR1 stays ignored: a late one must not kill the saved run
+                signal.signal(s, signal.SIG_IGN if s == getattr(signal, "SIGUSR1", None) and handler == signal.SIG_DFL else handler)
             self.seconds += time.perf_counter() - started
             self._segment_start = None
             if self._bar is not None:
@@ -254,12 +254,13 @@ class Loop:
         return batch
 
     def _after_step(self) -> None:
-        stop = self._stop is not None
-        if self.fabric.world_size > 1:  # every rank stops at the same step, or one would wait for the others
-            stop = float(self.fabric.all_reduce(torch.tensor([float(stop)], device=self.fabric.device), reduce_op="sum")) > 0
-        if stop:
+        usr1 = getattr(signal, "SIGUSR1", None)
+        code = 0.0 if self._stop is None else 2.0 if self._stop == usr1 else 1.0
+        if self.fabric.world_size > 1:  # every rank stops at the same step, and requeues if any rank saw SIGUSR1
+            code = float(self.fabric.all_reduce(torch.tensor([code], device=self.fabric.device), reduce_op="max"))
+        if code:
             self.save()
-            if self._stop == getattr(signal, "SIGUSR1", None):  # SLURM's warning before the time limit
+            if code == 2.0:  # SLURM's warning before the time limit
                 message = slurm.requeue() if self.fabric.global_rank == 0 else "SIGUSR1: rank 0 requeues the job."
                 raise Interrupted(f"stopped at step {self.step}. {message}")
             raise Interrupted(f"stopped by signal at step {self.step}; the checkpoint is saved: rerun with --resume.")

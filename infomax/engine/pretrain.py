@@ -139,13 +139,13 @@ def launched() -> bool:
     return any(env.detect() for env in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment))
 
 
-def make_fabric(run, out: Path):
+def make_fabric(run, out: Path, resume: bool = False):
     from lightning.fabric import Fabric
 
     world = run.devices * run.num_nodes
     strategy = "ddp" if world > 1 else "auto"
     return Fabric(accelerator=run.accelerator, devices=run.devices, num_nodes=run.num_nodes, precision=run.precision,
-                  strategy=strategy, loggers=loggers.build(run, out))
+                  strategy=strategy, loggers=loggers.build(run, out, resume))
 
 
 def split_rows(labels: np.ndarray, holdout: int, bank: int, batch_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -307,7 +307,7 @@ def train_method(config: C.TrainConfig, out: Path, build, *, resume: bool, overw
     that stops before its first checkpoint leaves no folder behind. Returns (the result, empty on other
     ranks; the trained method) for a verb's own evaluation."""
     out, run = Path(out), config.run
-    fabric = make_fabric(run, out)
+    fabric = make_fabric(run, out, resume)
     if fabric.global_rank == 0:
         rundir.take(out, resume=resume, overwrite=overwrite)
         if resume:

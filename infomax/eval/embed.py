@@ -29,6 +29,10 @@ def embed(encoder: str, dataset: str, out: Path, *, split: str = "test", data_ro
     rundir.check_target(out, overwrite=overwrite)
     net = build_encoder(encoder).eval()
     data = load_dataset(dataset, split, data_root, download=download, image_size=image_size, source=source, workers=workers)
+    if not len(data):
+        raise ValueError(f"{dataset}/{split} holds no images; nothing to embed.")
+    if not len(data):
+        raise ValueError(f"{dataset}/{split} holds no images; nothing to embed.")
     resolution = resolution or default_resolution(net, data)
     out = rundir.prepare(out, overwrite=overwrite)
     n, labels = len(data), np.asarray(data.labels, dtype=np.int64)
@@ -36,15 +40,19 @@ def embed(encoder: str, dataset: str, out: Path, *, split: str = "test", data_ro
         dim = int(net(center_resize(to_float_images(data.batch(slice(0, 1)), channels=None), resolution)).pooled.shape[1])
     with replacing(out / "features.safetensors") as tmp, open(tmp, "wb") as f:
         f.write(_header(n, dim, {"encoder": encoder, "dataset": dataset, "split": split, "resolution": str(resolution)}))
+        start = f.tell()
         f.write(labels.tobytes())
         for _, _, images in data.batches(0, batch_size):
             with torch.no_grad():
                 x = center_resize(to_float_images(images, channels=None), resolution)
                 f.write(net(x).pooled.float().contiguous().numpy().astype("<f4", copy=False).tobytes())
+        if f.tell() - start != 8 * n + 4 * n * dim:  # the header promised this many bytes: never leave a file that lies
+            raise OSError(f"{dataset}/{split} gave {f.tell() - start} bytes of tensors for {n} images x {dim}; nothing was written.")
     files = data.files or [f"{dataset}/{split}/{row}" for row in range(n)]
     write_atomic(out / "files.txt", "".join(f"{name}\n" for name in files))
     summary = {"encoder": encoder, "dataset": dataset, "split": split, "images": n, "dim": dim, "resolution": resolution,
-               "labelled": bool((labels >= 0).all()), "classes": list(data.classes)}
+               "labelled": bool((labels >= 0).all()), "classes": list(data.classes),
+               "unreadable": list(getattr(data.images, "bad", []))}  # streamed: embedded as black images, named here
     rundir.write_json(out / "embed.json", summary)
     return summary
 

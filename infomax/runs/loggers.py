@@ -2,7 +2,7 @@
 written whatever they are.
 
     tensorboard  OUT/tensorboard (the default)
-    csv          OUT/csv/metrics.csv
+    csv          OUT/csv/version_K/metrics.csv, one folder per segment of a resumed run
     wandb        Weights & Biases, project `run.project` (pip install 'infomax[wandb]'; WANDB_MODE=offline works)
     mlflow       MLflow, experiment `run.project`, at MLFLOW_TRACKING_URI (pip install 'infomax[mlflow]')
 
@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 import uuid
 from pathlib import Path
 
@@ -39,10 +40,11 @@ def saved_ids(out: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def build(run, out: Path) -> list:
-    """The run's Lightning loggers, in run.loggers order."""
+def build(run, out: Path, resume: bool) -> list:
+    """The run's Lightning loggers, in run.loggers order; a resumed run's keep the ids loggers.json holds."""
     check(run.loggers)
-    out, ids = Path(out), saved_ids(out)
+    out = Path(out)
+    ids = saved_ids(out) if resume else {}
     loggers = []
     for name in run.loggers:
         if name == "tensorboard":
@@ -52,7 +54,7 @@ def build(run, out: Path) -> list:
         elif name == "csv":
             from lightning.fabric.loggers import CSVLogger
 
-            loggers.append(CSVLogger(root_dir=str(out), name="csv", version=""))
+            loggers.append(CSVLogger(root_dir=str(out), name="csv"))  # csv/version_K per segment: Lightning empties an old file
         elif name == "wandb":
             from lightning.pytorch.loggers import WandbLogger
 
@@ -76,7 +78,7 @@ def new_id(out: Path) -> str:
 
 def record(loggers: list, out: Path) -> None:
     """Rank 0, once the run folder exists: the W&B and MLflow run ids into OUT/loggers.json (an MLflow run
-    is created here, so its id is known before the first metric)."""
+    is created here, so its id is known before the first metric). --overwrite has cleared the old file."""
     ids = dict(saved_ids(out))
     for logger in loggers:
         kind = type(logger).__name__
@@ -92,6 +94,10 @@ def close(loggers: list, status: str) -> None:
     """Flush every logger (the csv file is written here) and end the W&B run, so a resume in the same process
     starts it again under its id."""
     for logger in loggers:
-        logger.finalize(status)
-        if type(logger).__name__ == "WandbLogger" and getattr(logger, "_experiment", None) is not None:
-            logger.experiment.finish(exit_code=0 if status == "success" else 1)
+        kind = type(logger).__name__
+        try:
+            logger.finalize("KILLED" if kind == "MLFlowLogger" and status == "interrupted" else status)
+            if kind == "WandbLogger" and getattr(logger, "_experiment", None) is not None:
+                logger.experiment.finish(exit_code=0 if status == "success" else 1)
+        except Exception as error:  # noqa: BLE001 - a logger failing to close never hides how the run ended
+            print(f"[infomax] warning: the {kind} did not close cleanly ({error}).", file=sys.stderr, flush=True)

@@ -35,7 +35,8 @@ LOCK = ".infomax-lock"
 # What the verbs write at the top of a run directory; --overwrite deletes these (and marked sub-runs), nothing else.
 WRITTEN = frozenset({MARKER, "config.yaml", "config.json", "environment.json", METRICS_LOG, "metrics.json", "state.safetensors",
                      "encoder.safetensors", "head.safetensors", "labelled.json", "report.html", "plots", "tensorboard",
-                     "ablation.md", "ablation.png", "ablation.json"})
+                     "ablation.md", "ablation.png", "ablation.json", "loggers.json", "csv", "wandb",
+                     "features.safetensors", "files.txt", "embed.json"})
 _HELD: dict[Path, int] = {}  # run directory -> the descriptor of its lock, for as long as this process owns it
 
 

@@ -51,7 +51,12 @@ def unfinished(out: Path) -> bool:
 
 def resume_requeued(out, resume: bool, overwrite: bool) -> bool:
     """`resume`, or True when this is a SLURM job and `out` holds an unfinished run (a requeued job)."""
-    if resume or overwrite or job_id() is None or out is None or not unfinished(Path(out)):
+    if resume or job_id() is None or out is None or not unfinished(Path(out)):
+        return resume
+    if overwrite:
+        if int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:
+            raise ValueError(f"this requeued SLURM job would --overwrite its own unfinished run in {out}; drop --overwrite "
+                             "from the job script (the requeued job resumes the run by itself).")
         return resume
     restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
     print(f"[infomax] SLURM job {job_id()} (restart {restarts}): {out} holds an unfinished run; resuming it.",
