@@ -2,7 +2,8 @@
 (ImageNet) with a base loss alone or with an add-on, judged on the test split before and after.
 
 Rows, at one budget each (same steps, batch, lr, cached views): no continued training | base loss only |
-+ VCReg | + uniformity | + MMCR | + E2MC, each add-on with the paper's App. A weights. Columns: linear
++ VCReg | + uniformity | + MMCR | + SIGReg | + E2MC, each add-on with the paper's App. A weights (SIGReg: LeJEPA's
+lambda 0.05). Columns: linear
 probe at 1% / 10% / 100% of the training images' labels, weighted kNN (k=20, T=0.07), and the
 nearest-vs-100th-neighbour overlap; mean ± std over the training seeds (the few-label columns are
 themselves means over 3 label draws). The CPU protocol (`--train-from`, docs in engine/continued.py):
@@ -16,6 +17,8 @@ alone (the speed-up of the protocol), and the add-on's share of a tail step (E2M
     (each invocation adds its datasets to results/e2mc_BASE.json; --fresh starts it anew;
      --rows lr0 --timing 0 adds rows to a dataset already there, --append --seeds 1,2 --timing 0 more seeds)
     python benchmarks/e2mc.py --render-only
+    python benchmarks/e2mc.py --init runs/leaderboard_long/vicreg-0 --base vicreg --train-from '' --train-images 0 \
+        --epochs 3 --datasets cifar10 --stem e2mc_leaderboard_vicreg   # issue 25: the paper's protocol in miniature
 """
 from __future__ import annotations
 
@@ -35,8 +38,8 @@ from infomax.engine.continued import continue_pretraining, resolve  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-ROWS = (("base loss only", None), ("+ VCReg", "vcreg"), ("+ uniformity", "uniformity"), ("+ MMCR", "mmcr"), ("+ E2MC", "e2mc"),
-        ("control: lr 1e-12 (batch-norm statistics only)", "lr0"))  # the control runs at the first seed only
+ROWS = (("base loss only", None), ("+ VCReg", "vcreg"), ("+ uniformity", "uniformity"), ("+ MMCR", "mmcr"), ("+ SIGReg", "sigreg"),
+        ("+ E2MC", "e2mc"), ("control: lr 1e-12 (batch-norm statistics only)", "lr0"))  # the control runs at the first seed only
 COLUMNS = (("1% linear", "fewshot_1pct_top1_mean"), ("10% linear", "fewshot_10pct_top1_mean"), ("100% linear", "linear_top1"),
            ("kNN", "knn_top1"), ("NN overlap", "nn_distance_overlap"))
 
@@ -47,9 +50,9 @@ def config_for(args, dataset: str, base: str, addon: str | None, seed: int, out:
     addon = None if addon == "lr0" else addon
     flags = {"data.dataset": dataset, "data.data_root": args.data_root, "optim.batch_size": args.batch_size,
              "schedule.epochs": args.epochs, "run.seed": seed, "run.progress": False}
-    continued = {"lr_scale": args.lr_scale, "train_from": args.train_from, "cached_views": args.cached_views,
-                 "train_images": args.train_images}
-    return resolve("efficientnet-lite0", base, None, [addon] if addon else [], sets, flags, continued, out, False)
+    continued = {"lr_scale": args.lr_scale, "train_from": args.train_from or None,
+                 "cached_views": args.cached_views if args.train_from else None, "train_images": args.train_images or None}
+    return resolve(args.init, base, None, [addon] if addon else [], sets, flags, continued, out, False)
 
 
 def run_dataset(args, dataset: str, save=lambda rows: None) -> dict:
@@ -124,13 +127,15 @@ def summarise(values: list[float]) -> str:
 
 
 def render(data: dict) -> str:
-    lines = [f"# E2MC continued pre-training of EfficientNet-Lite0 (ImageNet), base {data['args']['base']}", "",
+    start = data["args"].get("init", "efficientnet-lite0")
+    title = "EfficientNet-Lite0 (ImageNet)" if start == "efficientnet-lite0" else f"the {data['args']['base']} run {start}"
+    rerun = " ".join(a for a in data["args"].get("argv", []) if a) or "python benchmarks/e2mc.py"
+    lines = [f"# E2MC continued pre-training of {title}, base {data['args']['base']}", "",
              f"{data['machine']['cpu']}, {data['machine']['torch_threads']} threads, torch {data['machine']['torch']}, "
-             f"{data['machine']['date']}; rerun: `python benchmarks/e2mc.py` (each run about 3 min here, each dataset's "
-             "cache about 5 min once).", "",
+             f"{data['machine']['date']}; rerun: `{rerun}`.", "",
              "Protocol (CPU): " + data["protocol"], ""]
     for dataset, result in data["datasets"].items():
-        seeds = len(result["rows"].get("base loss only", []))
+        seeds = max((len(runs) for label, runs in result["rows"].items() if label != "no continued training"), default=0)
         lines += [f"## {dataset} ({seeds} training seed{'s' if seeds != 1 else ''}; the control row: the first seed)", "", "| row | " + " | ".join(c for c, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
         for label, runs in result["rows"].items():
             lines.append(f"| {label} | " + " | ".join(summarise([r[key] for r in runs]) for _, key in COLUMNS) + " |")
@@ -152,10 +157,13 @@ def main() -> None:
     p.add_argument("--datasets", default="cifar10,fashion-mnist")
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--base", default="vicreg")
+    p.add_argument("--init", default="efficientnet-lite0",
+                   help="the start: an encoder name, or a pretrain run of --base (its projector and prototypes continue too)")
+    p.add_argument("--stem", help="results/STEM.{json,md} (default e2mc_BASE)")
     p.add_argument("--data-root", default=str(SHARED))
-    p.add_argument("--train-from", default="block15")
+    p.add_argument("--train-from", default="block15", help="'' trains the whole network on fresh augmentations")
     p.add_argument("--cached-views", type=int, default=2)
-    p.add_argument("--train-images", type=int, default=5000)
+    p.add_argument("--train-images", type=int, default=5000, help="0: the whole training split")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--lr-scale", type=float, default=0.01)
@@ -169,7 +177,7 @@ def main() -> None:
     p.add_argument("--rows", default="", help="only these rows (e.g. lr0,e2mc), merged into the dataset's earlier rows")
     p.add_argument("--append", action="store_true", help="add these --seeds to the dataset's earlier rows")
     args = p.parse_args()
-    stem = RESULTS / f"e2mc_{args.base}"
+    stem = RESULTS / (args.stem or f"e2mc_{args.base}")
     if args.render_only:
         stem.with_suffix(".md").write_text(render(json.loads(stem.with_suffix(".json").read_text())))
         return
@@ -177,10 +185,13 @@ def main() -> None:
     args.seeds = [int(s) for s in args.seeds.split(",")]
     args.rows = [r for r in args.rows.split(",") if r]
     started = time.perf_counter()
-    data = {"args": {k: v for k, v in vars(args).items() if k != "render_only"}, "machine": machine(torch.device("cpu")), "datasets": {},
-            "protocol": f"blocks before {args.train_from} frozen, {args.cached_views} cached augmented views per image and view, "
-                        f"{args.train_images} training images, batch {args.batch_size}, {args.epochs} epochs at {args.lr_scale} x the "
-                        f"{args.base}-cpu recipe's lr (constant, no warm-up), the add-ons' paper weights."}
+    data = {"args": {**{k: v for k, v in vars(args).items() if k != "render_only"}, "argv": ["python", *sys.argv]}, "machine": machine(torch.device("cpu")), "datasets": {},
+            "protocol": f"from {args.init}: " + (f"blocks before {args.train_from} frozen, {args.cached_views} cached augmented "
+                        "views per image and view, " if args.train_from else "the whole network on fresh augmentations, ")
+                        + f"{args.train_images or 'all'} training images, batch {args.batch_size}, {args.epochs} epochs at "
+                        f"{args.lr_scale} x the {args.base}-cpu recipe's lr (constant, no warm-up), the add-ons' paper weights."}
+    if args.init != "efficientnet-lite0" or not args.train_from:
+        args.timing = 0  # the whole-vs-tail timing is of EfficientNet-Lite0's tail protocol
     args.earlier = {}
     if stem.with_suffix(".json").exists() and not args.fresh:  # another dataset's rows from an earlier invocation stay
         data["datasets"] = json.loads(stem.with_suffix(".json").read_text()).get("datasets", {})
