@@ -280,7 +280,7 @@ def add_pretrain(verbs) -> None:
     from .engine.pretrain import ACCELERATORS, PRECISIONS
     from .methods import METHODS
 
-    p = verbs.add_parser("pretrain", help="self-supervised pretraining of an encoder (simclr, barlow_twins, vicreg, smi, byol, simsiam, swav, mira, hydes)",
+    p = verbs.add_parser("pretrain", help=f"self-supervised pretraining of an encoder ({', '.join(METHODS)})",
                          description="Options left out take the recipe's value (`infomax recipes NAME` prints them).")
     p.add_argument("--method", choices=list(METHODS), help="the method; its default recipe is METHOD-cpu")
     p.add_argument("--recipe", metavar="NAME|FILE", help="a recipe from `infomax recipes` or a YAML file")
