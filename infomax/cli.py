@@ -183,9 +183,9 @@ def _pretrain(args: argparse.Namespace) -> int:
 
 
 def _same_addons(out: Path, names: list[str]) -> None:
-    import yaml
+    from .engine.pretrain import saved_tree
 
-    saved = [a["name"] for a in (yaml.safe_load((out / "config.yaml").read_text()) or {}).get("addons", [])]
+    saved = [a["name"] for a in saved_tree(out).get("addons", [])]
     if saved != names:
         raise ValueError(f"{out} holds an unfinished run with add-ons {saved}, and this job asks for {names}; "
                          "pass the run's add-ons, or another --out for a new run.")

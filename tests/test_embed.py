@@ -2,7 +2,6 @@
 import json
 
 import numpy as np
-import pytest
 import torch
 from PIL import Image
 from safetensors import safe_open
@@ -12,15 +11,6 @@ from infomax.cli import main
 from infomax.data.augment import center_resize, to_float_images
 from infomax.data.dataset import load_dataset
 from infomax.models import build_encoder
-from infomax.models.registry import save_encoder
-
-
-@pytest.fixture
-def encoder_file(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "encoder.safetensors"
-    save_encoder(build_encoder("convnet", width=4), path)
-    return path
 
 
 def test_the_file_holds_every_rows_features_and_label_in_order(tmp_path, encoder_file):

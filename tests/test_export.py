@@ -8,15 +8,6 @@ import torch
 
 from infomax.cli import main
 from infomax.models import build_encoder
-from infomax.models.registry import save_encoder
-
-
-@pytest.fixture
-def encoder_file(tmp_path):
-    torch.manual_seed(0)
-    path = tmp_path / "encoder.safetensors"
-    save_encoder(build_encoder("convnet", width=4), path)
-    return path
 
 
 def reference(encoder_file, x):

@@ -35,6 +35,16 @@ def embed(method, images: np.ndarray, resolution: int, device, batch: int = 512)
     return torch.cat(out)
 
 
+def embed_eval(method, images: np.ndarray, resolution: int, device) -> torch.Tensor:
+    """`embed` with the method in eval mode (batch norm on its running statistics), its mode restored after."""
+    was_training = method.training
+    method.eval()
+    try:
+        return embed(method, images, resolution, device)
+    finally:
+        method.train(was_training)
+
+
 class KNNMonitor:
     """Top-1 of a weighted kNN (cosine, k, T) from `bank` training rows to `query` held-out rows."""
 
@@ -43,13 +53,8 @@ class KNNMonitor:
         self.resolution, self.k, self.temperature, self.every = resolution, k, temperature, every
 
     def score(self, method, device) -> float:
-        was_training = method.training
-        method.eval()
-        try:
-            bank = embed(method, self.dataset.images[self.bank], self.resolution, device)
-            query = embed(method, self.dataset.images[self.query], self.resolution, device)
-        finally:
-            method.train(was_training)
+        bank = embed_eval(method, self.dataset.images[self.bank], self.resolution, device)
+        query = embed_eval(method, self.dataset.images[self.query], self.resolution, device)
         labels = torch.from_numpy(self.dataset.labels)
         result = weighted_knn(bank, labels[self.bank], query, labels[self.query], k=self.k, temperature=self.temperature)
         return result.accuracy["top1"]
@@ -90,36 +95,31 @@ class OnlineLinear:
         for p in self.head.parameters():
             p.grad = torch.zeros_like(p)  # a rank without labelled rows still joins the gradient's mean
         self.optimiser = torch.optim.SGD(self.head.parameters(), lr=lr, momentum=0.9)
-        self.loss = float("nan")
+        self.loss = torch.tensor(float("nan"))
 
     def learn(self, loop, batch: dict, features: torch.Tensor, factor: float) -> None:
         """One SGD step on `features` (N, D) of the batch's rows (`batch["rows"]`); a batch without rows trains nothing."""
         rows = batch.get("rows")
         if rows is None:
             return
-        labels = self.labels[rows.cpu()].to(features.device)
-        known = labels >= 0
+        labels = self.labels[rows.cpu()].to(features.device, non_blocking=True)
+        known = (labels >= 0).float()  # a mask, not a selection: no host sync on a step's label count
         self.head.train()
-        loss = F.cross_entropy(self.head(features.detach().float()[known]), labels[known]) if int(known.sum()) > 1 else None
+        each = F.cross_entropy(self.head(features.detach().float()), labels.clamp_min(0), reduction="none")
+        loss = (each * known).sum() / known.sum().clamp_min(1)
         self.optimiser.zero_grad(set_to_none=False)
-        if loss is not None:
-            loss.backward()
+        loss.backward()
         if loop.fabric.world_size > 1:
             for p in self.head.parameters():
                 p.grad = loop.fabric.all_reduce(p.grad, reduce_op="mean")
         for group in self.optimiser.param_groups:
             group["lr"] = self.lr * factor
         self.optimiser.step()
-        self.loss = float(loss.detach()) if loss is not None else float("nan")
+        self.loss = loss.detach()  # read (a host sync) only on logged steps
 
     @torch.no_grad()
     def score(self, method, device) -> float:
-        was_training = method.training
-        method.eval()
-        try:
-            features = embed(method, self.dataset.images[self.query], self.resolution, device)
-        finally:
-            method.train(was_training)
+        features = embed_eval(method, self.dataset.images[self.query], self.resolution, device)
         self.head.eval()
         predicted = self.head(features.float()).argmax(dim=1).cpu()
         return float((predicted == self.query_labels).float().mean() * 100)

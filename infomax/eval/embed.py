@@ -35,9 +35,7 @@ def embed(encoder: str, dataset: str, out: Path, *, split: str = "test", data_ro
         raise ValueError(f"{dataset}/{split} holds no images; nothing to embed.")
     resolution = resolution or default_resolution(net, data)
     out = rundir.prepare(out, overwrite=overwrite)
-    n, labels = len(data), np.asarray(data.labels, dtype=np.int64)
-    with torch.no_grad():
-        dim = int(net(center_resize(to_float_images(data.batch(slice(0, 1)), channels=None), resolution)).pooled.shape[1])
+    n, labels, dim = len(data), np.asarray(data.labels, dtype=np.int64), net.dim
     with replacing(out / "features.safetensors") as tmp, open(tmp, "wb") as f:
         f.write(_header(n, dim, {"encoder": encoder, "dataset": dataset, "split": split, "resolution": str(resolution)}))
         start = f.tell()
