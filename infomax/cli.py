@@ -194,8 +194,9 @@ def _same_addons(out: Path, names: list[str]) -> None:
 def _continue(args: argparse.Namespace) -> int:
     from .engine.continued import FLAGS, continue_pretraining, resolve
 
-    if not args.method and not args.recipe and not args.resume:
-        raise ValueError("name the base method: --method vicreg (or swav, simsiam, any of `infomax recipes`).")
+    if not args.method and not args.recipe and not args.resume and not (args.init and Path(args.init, "config.yaml").is_file()):
+        raise ValueError("name the base method: --method vicreg (or swav, simsiam, any of `infomax recipes`); "
+                         "an --init pretrain run continues its own method without it.")
     flags = {key: getattr(args, name) for name, key in PRETRAIN_FLAGS.items() if hasattr(args, name)}
     flags = {k: (v or None) if isinstance(v, bool) else v for k, v in flags.items()}
     out = Path(args.out)

@@ -61,8 +61,15 @@ def test_heads_come_from_a_pretrain_run_of_the_same_method(tmp_path):
                  "--set", "model.options.width=8", "--set", "method.projector_hidden=32", "--set", "method.projector_out=32",
                  "--set", "run.knn_every=0", "--out", str(pre)]) == 0
     out = tmp_path / "cont"
-    assert run("--init", str(pre), "--method", "vicreg", *TINY, "--max-steps", "1", "--out", str(out)) == 0
+    assert run("--init", str(pre), "--dataset", "digits", "--batch-size", "64", "--epochs", "1", "--cached-views", "2",
+               "--out", str(out)) == 0  # no --method, no projector sizes: the run's own recipe
     assert json.loads((out / "metrics.json").read_text())["created"] == []
+    from infomax import config as C
+
+    before, after = C.load(pre / "config.yaml"), C.load(out / "config.yaml")
+    assert after.method == before.method and after.data.resolution == before.data.resolution
+    assert after.data.views == before.data.views and after.optim.lr == pytest.approx(before.optim.lr * 0.01)
+    assert after.schedule.max_steps is None and after.schedule.decay == "constant"
     assert run("--init", str(pre), "--method", "simsiam", *TINY, "--out", str(tmp_path / "other")) == 2
     assert not (tmp_path / "other").exists()
 

@@ -50,6 +50,7 @@ def resolve(init: str, method: str | None, recipe: str | None, addons: list[str]
     given = {k: v for k, v in continued.items() if v is not None}
     C.build(C.ContinueConfig, {"init": init, **given}, "continued")  # checked before the recipe is read
     start = StartingPoint(init)
+    recipe = recipe or start.recipe(method)
 
     def preset(tree: dict) -> None:
         written = tree.get("continued") is not None
@@ -58,12 +59,13 @@ def resolve(init: str, method: str | None, recipe: str | None, addons: list[str]
         if not written:
             optim = tree.setdefault("optim", {})
             optim["lr"] = float(optim.get("lr", C.OptimConfig.lr)) * settings.lr_scale
-            tree.setdefault("schedule", {}).update({"epochs": 10, "warmup_epochs": 0.0, "warmup_steps": 0, "decay": "constant"})
+            tree.setdefault("schedule", {}).update({"epochs": 10, "max_steps": None, "warmup_epochs": 0.0, "warmup_steps": 0,
+                                                    "decay": "constant"})
         tree.setdefault("run", {}).update({"knn_every": 0, "linear_every": 0})  # no held-out slice: every image trains
         data = tree.setdefault("data", {})
         data.update({k.split(".", 1)[1]: v for k, v in flags.items() if k.startswith("data.") and v is not None})
         data["holdout"] = 0
-        if flags.get("data.resolution") is None and not (written and "resolution" in data):
+        if flags.get("data.resolution") is None and not ((written or start.run) and "resolution" in data):
             data["resolution"] = start.resolution(data)
         tree["continued"] = dataclasses.asdict(settings)
         tree["addons"] = [parse(a) for a in addons] if addons or not written else tree.get("addons") or []
@@ -81,6 +83,14 @@ class StartingPoint:
             raise ValueError(f"--init {init}: the folder has no encoder.safetensors; name a finished pretrain run, "
                              "an encoder .safetensors file, or an encoder name such as efficientnet-lite0.")
         self.encoder_path = str(path / "encoder.safetensors") if self.run is not None else init
+
+    def recipe(self, method: str | None) -> str | None:
+        """A pretrain run continues with its own recipe (the paper's protocol: same views, heads, optimiser)
+        when the method is its own; another method starts from that method's recipe."""
+        if self.run is None or not (self.run / CONFIG).is_file():
+            return None
+        named = C.load_recipe(str(self.run / CONFIG)).get("method", {}).get("name")
+        return str(self.run / CONFIG) if method in (None, named) else None
 
     def resolution(self, data: dict) -> int:
         """The feature cache's default side for this encoder and dataset (CIFAR's 32 px -> 128)."""
