@@ -21,7 +21,7 @@ from _timing import machine  # noqa: E402
 from twinturbo import SHARED  # noqa: E402
 
 from infomax.engine.ablate import ladder  # noqa: E402
-from infomax.engine.finetune import FinetuneConfig, finetune, prepare_features  # noqa: E402
+from infomax.engine.finetune import configure, finetune, prepare_features, with_settings  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 BEFORE = "084a68a"  # the commit whose ladder results were measured on the loop before the move
@@ -42,7 +42,7 @@ def main() -> None:
     parser.add_argument("--work", default="runs/finetune-on-engine")
     args = parser.parse_args()
     committed = committed_ladder()
-    base = FinetuneConfig(dataset="cifar10", data_root=str(SHARED), **SETTINGS, baseline_check=False)
+    base = configure(dataset="cifar10", data_root=str(SHARED), **SETTINGS, baseline_check=False)
     rung = dict(ladder(base))["+critic"]
     prepared = prepare_features(base)
     rows, started = [], time.perf_counter()
@@ -50,7 +50,7 @@ def main() -> None:
         seeds = list(map(int, args.seeds.split(",")))
         before = dict(zip(committed["seeds"], committed["results"][str(labels)]["+critic"]))
         for seed in seeds:
-            config = FinetuneConfig(**{**base.__dict__, **rung, "labels": labels, "seed": seed})
+            config = with_settings(base, **rung, labels=labels, seed=seed)
             metrics = finetune(config, Path(args.work) / f"{labels}-{seed}", overwrite=True, prepared=prepared, report=False)
             rows.append({"labels": labels, "seed": seed, "before": before[seed], "after": round(metrics["test_top1"], 2)})
             print(rows[-1], flush=True)

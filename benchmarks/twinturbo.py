@@ -17,7 +17,6 @@ is only reported.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import shutil
 import statistics
@@ -30,12 +29,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import machine  # noqa: E402
 
 from infomax.engine.ablate import ablate  # noqa: E402
-from infomax.engine.finetune import FinetuneConfig  # noqa: E402
+from infomax.engine.finetune import configure, words_of  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Fashion-MNIST's 28x28 images are read at 64 px (4x cheaper features than 128 px, and a 2 x 2
-# token map); CIFAR-10's 32x32 at 128 px (4 x 4). Everything else is FinetuneConfig() as shipped.
+# token map); CIFAR-10's 32x32 at 128 px (4 x 4). Everything else is the twinturbo-cpu recipe as shipped.
 RESOLUTION = {"cifar10": 128, "fashion-mnist": 64, "mnist-5k": 64}
 SHIPPED = ("head", "task_loss", "rescale", "critic", "latent", "augment", "lr", "epochs", "batch_size", "views", "augmentation")
 
@@ -88,12 +87,12 @@ def main() -> None:
     stem = RESULTS / f"twinturbo_{args.dataset}"
     if not args.render_only:
         labels, seeds = [int(v) for v in args.labels.split(",")], [int(v) for v in args.seeds.split(",")]
-        base = FinetuneConfig(dataset=args.dataset, data_root=args.data_root, **settings(args.dataset))
+        base = configure(dataset=args.dataset, data_root=args.data_root, **settings(args.dataset))
         work = Path(args.work) / args.dataset
         summary = ablate(base, work, labels=labels, seeds=seeds)
-        summary["targets"] = targets(summary["results"], summary["total_seconds"], f"{base.task_loss} {base.rescale}")
+        summary["targets"] = targets(summary["results"], summary["total_seconds"], f"{base.method.task} {base.method.rescale}")
         shutil.copy(work / "ablation.png", f"{stem}.png")
-        shipped = {k: getattr(base, k) for k in SHIPPED}
+        shipped = {k: words_of(base)[k] for k in SHIPPED}
         record = {"machine": machine(torch.device("cpu")), "settings": {**settings(args.dataset), **shipped}, **summary}
         Path(f"{stem}.json").write_text(json.dumps(record, indent=1, default=str))
     render(json.loads(Path(f"{stem}.json").read_text()), args.dataset, stem)
@@ -101,7 +100,7 @@ def main() -> None:
 
 def not_shipped(settings: dict) -> list[str]:
     """A line naming the settings this record ran with that differ from today's defaults, if any."""
-    shipped = dataclasses.asdict(FinetuneConfig())
+    shipped = words_of(configure())
     differ = {k: v for k, v in settings.items() if k in shipped and k != "resolution" and shipped[k] != v}
     if not differ:
         return []

@@ -6,7 +6,7 @@ of 4,000 training images, at 40, 100, 250 and 1000 labels by default) and scored
 training set (10%, seed 0); the test split is never read for this. A candidate's score is its
 worst margin over the baseline across the grid: defaults must never lose to the baseline, so the
 chosen one is the candidate whose worst point is best, and the script says whether that worst
-point is >= 0. Candidates are overrides of `FinetuneConfig()` as shipped (the head, K views,
+point is >= 0. Candidates are overrides of the twinturbo-cpu recipe as shipped (the head, K views,
 weights, lr); `--views-used K` reads only the first K cached views (the K-vs-cost trade-off).
 
     python benchmarks/twinturbo_defaults.py [--datasets cifar10,fashion-mnist] [--labels 40,100,250,1000]
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import machine  # noqa: E402
 from twinturbo import SHARED, RESOLUTION  # noqa: E402
 
-from infomax.engine.finetune import BASELINE, FinetuneConfig, finetune, prepare_features  # noqa: E402
+from infomax.engine.finetune import BASELINE, configure, finetune, prepare_features, variant, with_settings, words_of  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 CANDIDATES = {  # on bin-cross sigmoid, everything else as shipped; "one cached view" reads view 1 of 2 (= --views 1)
@@ -79,15 +79,15 @@ def main() -> None:
 def run_grid(args, dataset: str, path: Path) -> None:
     record = json.loads(path.read_text()) if path.exists() else {"runs": {}}
     names = [n.strip() for n in args.only.split(";")] if args.only else list(CANDIDATES)
-    base = FinetuneConfig(dataset=dataset, data_root=str(SHARED), resolution=RESOLUTION[dataset], baseline_check=False)
+    base = configure(dataset=dataset, data_root=str(SHARED), resolution=RESOLUTION[dataset], baseline_check=False)
     prepared = {}
     for labels in map(int, args.labels.split(",")):
         for seed in map(int, args.seeds.split(",")):
             for name in ["baseline", *names]:
                 overrides = dict(BASELINE if name == "baseline" else {"task_loss": "bin-cross", "rescale": "sigmoid", **CANDIDATES[name]})
                 views = overrides.pop("views_used", None)
-                config = dataclasses.replace(base, labels=labels, seed=seed, **overrides)
-                kind = (config.augmentation, config.views)
+                config = with_settings(base, labels=labels, seed=seed, **overrides)
+                kind = (config.finetune.augmentation, config.finetune.cached_views)
                 if kind not in prepared:
                     prepared[kind] = prepare_features(config, progress=False)
                 started = time.perf_counter()
@@ -96,9 +96,9 @@ def run_grid(args, dataset: str, path: Path) -> None:
                                    prepared=restricted(prepared[kind], views), report=False)
                 key = f"{dataset}|{labels}|{seed}|{name}"
                 record["runs"][key] = {"val_top1": metrics["val_top1"], "steps": metrics["steps"], "seconds": time.perf_counter() - started,
-                                       "variant": config.variant, "overrides": CANDIDATES.get(name, BASELINE)}
+                                       "variant": variant(config), "overrides": CANDIDATES.get(name, BASELINE)}
                 print(f"[defaults] {key}: val {metrics['val_top1']:.2f}", flush=True)
-                record.update(machine=machine(torch.device("cpu")), shipped=dataclasses.asdict(FinetuneConfig()))
+                record.update(machine=machine(torch.device("cpu")), shipped=words_of(configure()))
                 path.write_text(json.dumps(record, indent=1))
 
 
@@ -117,7 +117,7 @@ def render(runs: dict) -> None:
         seen = [m for m in margins if m is not None]
         cells = " | ".join(f"{m:+.2f}" if m is not None else "-" for m in margins)
         lines.append(f"| {name} | {cells} | {min(seen):+.2f} | {statistics.fmean(seen):+.2f} |" if seen else f"| {name} | {cells} | - | - |")
-    shipped = dataclasses.asdict(FinetuneConfig())
+    shipped = words_of(configure())
     lines += ["", "Shipped defaults: " + ", ".join(f"{k} {shipped[k]}" for k in ("task_loss", "rescale", "critic", "latent", "augment", "lr",
                                                                                  "views", "augmentation", "head", "epochs", "min_steps")) + "."]
     (RESULTS / "twinturbo_defaults.md").write_text("\n".join(lines) + "\n")

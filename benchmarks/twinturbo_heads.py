@@ -21,15 +21,16 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import interleaved, machine  # noqa: E402
 
-from infomax.engine.finetune import FinetuneConfig, build_method  # noqa: E402
+from infomax.engine.finetune import build_method, configure  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 WIDTH, CLASSES = 1280, 10
 
 
 def step_fn(head: str, batch_size: int, side: int, device: torch.device):
-    config = FinetuneConfig(head=head)
-    tokens = None if config.token_grid == 0 else (side * side if config.token_grid == "native" else config.token_grid ** 2)
+    config = configure(head=head)
+    grid = config.finetune.token_grid
+    tokens = None if grid == 0 else (side * side if grid == "native" else grid ** 2)
     method = build_method(config, WIDTH if tokens else None, WIDTH, CLASSES).to(device).train()
     optimisers = {stage: torch.optim.AdamW(method.stage_parameters(stage), lr=1e-4) for stage in method.stages}
     batch = {"labels": torch.randint(CLASSES, (batch_size,), device=device)}

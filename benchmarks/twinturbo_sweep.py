@@ -9,7 +9,6 @@ score is top-1 on the validation split that `infomax finetune` carves from the t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -21,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _timing import machine  # noqa: E402
 from twinturbo import SHARED, settings  # noqa: E402
 
-from infomax.engine.finetune import FinetuneConfig, finetune, prepare_features  # noqa: E402
+from infomax.engine.finetune import configure, finetune, prepare_features, with_settings  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 BASE = {"task_loss": "bin-cross", "rescale": "sigmoid", "critic": 0.0, "latent": 0.0, "augment": 0.0}
@@ -61,11 +60,11 @@ def main() -> None:
 
 
 def run_grid(args: argparse.Namespace, record: dict) -> None:
-    base = FinetuneConfig(dataset=args.dataset, data_root=args.data_root, labels=args.labels, seed=args.seed, **settings(args.dataset), **BASE, baseline_check=False)
+    base = configure(dataset=args.dataset, data_root=args.data_root, labels=args.labels, seed=args.seed, **settings(args.dataset), **BASE, baseline_check=False)
     prepared = prepare_features(base)
     names = [n.strip() for n in args.only.split(";") if n.strip()] if args.only else list(GRID)
     for name in names:
-        config = dataclasses.replace(base, **GRID[name])
+        config = with_settings(base, **GRID[name])
         started = time.perf_counter()
         metrics = finetune(config, Path(args.work) / args.dataset / name.replace(" ", "-"), overwrite=True, prepared=prepared, report=False)
         record["runs"][name] = {"overrides": GRID[name], "val_top1": metrics["val_top1"], "seconds": time.perf_counter() - started}

@@ -29,15 +29,23 @@ def _data_pack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _finetune(args: argparse.Namespace) -> int:
-    from .engine.finetune import FinetuneConfig, finetune
+def _finetune_config(args: argparse.Namespace, resume: bool = False, own: tuple[str, ...] = ()):
+    """The run's config: the recipe (METHOD-cpu by default) or, with --resume, the run's config.yaml; then
+    the flags (but the verb's `own`), then --set; pretrain's resolution, so every training verb resumes by one rule."""
+    from .engine.finetune import FLAGS
+    from .engine.pretrain import resolve
 
-    fields = FinetuneConfig.__dataclass_fields__
-    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    saved = Path(args.out) / "config.json"
-    if args.resume and "baseline_check" not in given and saved.exists():  # a resume keeps the run's own choice
-        given["baseline_check"] = json.loads(saved.read_text()).get("baseline_check", FinetuneConfig.baseline_check)
-    metrics = finetune(FinetuneConfig(**given), Path(args.out), resume=args.resume, overwrite=args.overwrite)
+    flags = {key: getattr(args, word) for word, key in FLAGS.items() if word not in own and getattr(args, word, None) is not None}
+    method = args.method if resume or args.recipe else args.method or "twinturbo"
+    return resolve(args.recipe, method, args.set or [], flags, Path(args.out), resume,
+                   preset=lambda tree: tree.setdefault("finetune", {}), verb="finetune")
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from .engine.finetune import finetune
+
+    config = _finetune_config(args, args.resume)
+    metrics = finetune(config, Path(args.out), resume=args.resume, overwrite=args.overwrite)
     print(json.dumps({k: v for k, v in metrics.items() if not k.startswith("test_class/")}, indent=1))
     print(f"report: {Path(args.out) / 'report.html'}")
     return 0
@@ -313,11 +321,8 @@ def add_pretrain(verbs) -> None:
 
 def _ablate(args: argparse.Namespace) -> int:
     from .engine.ablate import ablate
-    from .engine.finetune import FinetuneConfig
 
-    fields = FinetuneConfig.__dataclass_fields__
-    base = FinetuneConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None and k not in ("labels", "seed")})
-    summary = ablate(base, Path(args.out), labels=_ints(args.labels), seeds=_ints(args.seeds))
+    summary = ablate(_finetune_config(args, own=("labels",)), Path(args.out), labels=_ints(args.labels), seeds=_ints(args.seeds))
     print((Path(args.out) / "ablation.md").read_text())
     print(f"table: {Path(args.out) / 'ablation.md'}, chart: {Path(args.out) / 'ablation.png'} ({summary['total_seconds'] / 60:.1f} min)")
     return 0
@@ -354,13 +359,19 @@ def add_source(parser: argparse.ArgumentParser) -> None:
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backbone", "--encoder", dest="backbone", default="efficientnet-lite0",
-                   help="efficientnet-lite0, hf:<model id>, or a .safetensors encoder of ours (default efficientnet-lite0)")
-    p.add_argument("--dataset", required=True)
+    """Options left out take the recipe's value (`infomax recipes twinturbo-cpu` prints them)."""
+    from .data.feature_batches import AUGMENTATIONS
+    from .engine.finetune import DEVICES
+    from .methods.fewlabel import HEADS
+
+    p.add_argument("--recipe", metavar="NAME|FILE", help="twinturbo-cpu (default), twinturbo-paper (App. B, a GPU job), "
+                   "fixmatch-cpu, or a YAML file")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting, e.g. finetune.min_steps=0 (repeatable)")
+    p.add_argument("--backbone", "--encoder", dest="backbone",
+                   help="efficientnet-lite0, hf:<model id>, or a .safetensors encoder of ours (default: the recipe's, efficientnet-lite0)")
+    p.add_argument("--dataset", help="a built-in dataset, imagefolder (your images: --data-root DIR) or shards")
     add_data_root(p)
     add_source(p)
-    from .engine.finetune import FinetuneConfig
-
     texts = {"lr": "AdamW learning rate", "epochs": "passes over the unlabelled images",
              "min-steps": "more epochs when the epochs give fewer steps than this (0: epochs alone)", "batch-size": "unlabelled images per step",
              "resolution": "side the backbone sees (default: 4x the images' side in steps of 32, at most the backbone's input size)",
@@ -368,42 +379,39 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
              "warmup-steps": "linear warm-up steps (shortened to a tenth of a run shorter than twice this)"}
     for name, kind in (("lr", float), ("epochs", int), ("min-steps", int), ("batch-size", int), ("resolution", int), ("views", int),
                        ("warmup-steps", int)):
-        default = getattr(FinetuneConfig, name.replace("-", "_"))
-        p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind, help=f"{texts[name]} (default {default})")
-    from .data.feature_batches import AUGMENTATIONS
-    from .engine.finetune import DEVICES, HEADS
-
+        p.add_argument(f"--{name}", dest=name.replace("-", "_"), type=kind, help=texts[name])
     p.add_argument("--head", choices=sorted(HEADS), help="cpu: pooled features into a 512-wide latent, no token block; "
-                   "paper: App. B (a transformer block on every patch token, latent 8000) (default cpu)")
+                   "paper: App. B (a transformer block on every patch token, latent 8000)")
     p.add_argument("--token-grid", dest="token_grid", type=_grid, metavar="G|native",
                    help="patch tokens pooled to a G x G grid, 'native' for the backbone's own, 0 for none (default: the head's)")
     p.add_argument("--augmentation", choices=AUGMENTATIONS, help="where augmented views come from: cached (--views K backbone "
-                   "passes per image, once) or tokens (crops of the plain view's token map, free) (default cached)")
-    p.add_argument("--device", choices=DEVICES, help="where the backbone and the head run (default auto: cuda when there is one)")
+                   "passes per image, once) or tokens (crops of the plain view's token map, free)")
+    p.add_argument("--device", choices=DEVICES, help="where the backbone and the head run (auto: cuda when there is one)")
     for term in ("critic", "latent", "augment"):
         p.add_argument(f"--{term}", type=float, metavar="WEIGHT", help=f"weight of the {term} term (0 turns it off)")
     p.add_argument("--out", required=True, metavar="DIR")
 
 
 def add_finetune(verbs) -> None:
-    a = verbs.add_parser("ablate", help="the TwinTURBO ablation ladder (paper Fig. 2) with baselines")
+    text = "Options left out take the recipe's value (`infomax recipes twinturbo-cpu` prints it)."
+    a = verbs.add_parser("ablate", help="the TwinTURBO ablation ladder (paper Fig. 2) with baselines", description=text)
     a.add_argument("method", choices=["twinturbo"])
     add_training_options(a)
     a.add_argument("--labels", default="100,1000", help="comma-separated label counts")
     a.add_argument("--seeds", default="42,1337,3435", help="comma-separated seeds")
     a.set_defaults(handler=_ablate)
-    p = verbs.add_parser("finetune", help="TwinTURBO on a frozen backbone with few labels")
+    p = verbs.add_parser("finetune", help="TwinTURBO on a frozen backbone with few labels", description=text)
     add_training_options(p)
-    p.add_argument("--labels", type=int, default=100, help="labelled images, balanced over classes (default 100)")
+    p.add_argument("--labels", type=int, help="labelled images, balanced over classes (the recipes': 100)")
     p.add_argument("--labels-file", dest="labels_file", metavar="CSV",
                    help="`image,class` lines (training-split row, class name or id) instead of a balanced draw")
-    p.add_argument("--seed", type=int, default=42, help="seeds the labelled draw and the head (default 42)")
-    p.add_argument("--method", choices=["twinturbo", "fixmatch"])
+    p.add_argument("--seed", type=int, help="seeds the labelled draw and the head (the recipes': 42)")
+    p.add_argument("--method", choices=["twinturbo", "fixmatch"], help="the head's loss; its recipe is METHOD-cpu unless --recipe")
     p.add_argument("--task-loss", dest="task_loss", choices=["cat-cross", "cat-twin", "bin-cross"])
     p.add_argument("--rescale", choices=["softmax", "sigmoid"])
     p.add_argument("--no-baseline-check", dest="baseline_check", action="store_false", default=None,
                    help="skip training the cat-cross baseline on the same labels (in OUT/baseline) to compare on validation")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (its config.yaml; only epochs and logging may change)")
     p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
     p.set_defaults(handler=_finetune)
     q = verbs.add_parser("predict", help="classify images with a fine-tuned run")

@@ -8,6 +8,7 @@
     run       seed, checkpoints, logging, monitors, devices, precision
     addons    add-on losses on the method's embeddings (methods/addons.py), a list of {name, settings}
     continued `infomax continue` only: the starting encoder, the lr scale, partial fine-tuning
+    finetune  `infomax finetune` and `ablate` only: the labelled draw, the cached views, the head's shape
 
 A YAML recipe (`infomax/recipes/*.yaml`, listed by `infomax recipes`) overrides some defaults,
 `--set section.key=value` overrides any, and the resolved tree is saved as `config.yaml` in the
@@ -80,7 +81,7 @@ class DataConfig:
     prefetch: int = 2  # batches each stream worker prepares ahead (torch's default)
     max_bad_fraction: float = 0.001  # a stream skips undecodable images and stops when they pass this share of the split
     download: bool = False
-    resolution: int = 32
+    resolution: int | None = 32  # None (finetune): the feature cache's side for the encoder and data (features.default_resolution)
     views: str = ""  # a view set of data/views.py; "" takes the method's own
     view_options: dict[str, Any] = field(default_factory=dict)  # get_view_set overrides, e.g. flip_p: 0
     holdout: int = 1000  # training images kept out of training for the kNN monitor (queries)
@@ -88,7 +89,7 @@ class DataConfig:
 
     def __post_init__(self):
         side = (lambda v: 4 <= v <= MAX_SIDE), f"between 4 and {MAX_SIDE} pixels"
-        require("data", self, resolution=side, image_size=optional(side), holdout=at_least(0), bank=at_least(1),
+        require("data", self, resolution=optional(side), image_size=optional(side), holdout=at_least(0), bank=at_least(1),
                 workers=optional(at_least(0)), source=one_of(*SOURCES), decoded_max_gb=POSITIVE, prefetch=at_least(1),
                 max_bad_fraction=((lambda v: 0 <= v <= 1), "between 0 and 1"))
 
@@ -189,8 +190,46 @@ class ContinueConfig:
         require("continued", self, lr_scale=POSITIVE, cached_views=at_least(1), train_images=optional(at_least(1)))
 
 
+@dataclass
+class FinetuneConfig:
+    """A few-label head on a frozen backbone's cached features (`infomax finetune`, `ablate`)."""
+
+    labels: int = 100  # labelled training images, a class-balanced draw seeded by run.seed
+    labels_file: str | None = None  # `image,class` lines; replaces the balanced draw of `labels`
+    cached_views: int = 1  # augmented views cached per image; with K > 1 each epoch shows each image another one
+    augmentation: str = "cached"  # or "tokens": crops of the plain view's token map (no cached views needed)
+    head: str = "cpu"  # a preset of methods/fewlabel/twinturbo.py HEADS; it fills the four settings below left at None
+    token_grid: int | str | None = None  # 0: no tokens, G: pooled to G x G, "native": the backbone's grid
+    token_width: int | None = None
+    latent_dim: int | None = None
+    hidden_dim: int | None = None
+    min_steps: int = 400  # a run lasts schedule.epochs or whole epochs up to this many steps, whichever is longer
+    baseline_check: bool = True  # also train the cat-cross baseline on the same labels; warn when the run is below it on validation
+    val_fraction: float = 0.1  # of the training split, seed 0, the same for every run: model selection
+    standardise: bool = True  # the head's input, with training-set statistics
+    feature_batch: int = 128  # images per backbone pass while the feature cache is built
+
+    def __post_init__(self):
+        from .data.feature_batches import AUGMENTATIONS
+        from .methods.fewlabel.twinturbo import HEADS
+
+        require("finetune", self, labels=at_least(1), cached_views=at_least(0), augmentation=one_of(*AUGMENTATIONS),
+                head=one_of(*HEADS), min_steps=at_least(0), val_fraction=((lambda v: 0 <= v < 1), "in [0, 1)"),
+                feature_batch=at_least(1))
+        for name, value in HEADS[self.head].items():
+            if getattr(self, name) is None:
+                setattr(self, name, value)
+        require("finetune", self, token_grid=((lambda v: v == "native" or (isinstance(v, int) and v >= 0)),
+                                              "0 (no tokens), a grid side G >= 1, or 'native'"))
+
+    @property
+    def cache_grid(self) -> int | None:
+        """token_grid as the feature cache reads it (None: the backbone's own grid)."""
+        return None if self.token_grid == "native" else self.token_grid
+
+
 SECTIONS = {"model": ModelConfig, "data": DataConfig, "optim": OptimConfig, "schedule": ScheduleConfig, "run": RunConfig}
-EXTRA = ("addons", "continued")  # sections that are not one dataclass each
+EXTRA = ("addons", "continued", "finetune")  # sections that are not one dataclass each
 
 
 @dataclass
@@ -203,6 +242,7 @@ class TrainConfig:
     run: RunConfig = field(default_factory=RunConfig)
     addons: list[dict] = field(default_factory=list)
     continued: ContinueConfig | None = None
+    finetune: FinetuneConfig | None = None
 
     @property
     def method_name(self) -> str:
@@ -291,6 +331,7 @@ def build_config(tree: dict) -> TrainConfig:
     if not isinstance(addons, list) or not all(isinstance(a, dict) and "name" in a for a in addons):
         raise ConfigError(f"addons must be a list of mappings with a name, e.g. [{{name: e2mc, beta: 1}}]; got {addons!r}.")
     continued = build(ContinueConfig, tree["continued"], "continued") if tree.get("continued") is not None else None
+    finetune = build(FinetuneConfig, tree["finetune"], "finetune") if tree.get("finetune") is not None else None
     method = dict(tree.pop("method", None) or {})
     name = method.pop("name", None)
     settings_cls = methods.settings_of(name)
@@ -301,7 +342,7 @@ def build_config(tree: dict) -> TrainConfig:
         raise
     except (TypeError, ValueError) as error:
         raise ConfigError(f"method {name}: {error}") from None
-    return TrainConfig(method=settings, **built, addons=[dict(a) for a in addons], continued=continued)
+    return TrainConfig(method=settings, **built, addons=[dict(a) for a in addons], continued=continued, finetune=finetune)
 
 
 def to_dict(config: TrainConfig) -> dict:
@@ -311,6 +352,8 @@ def to_dict(config: TrainConfig) -> dict:
         tree["addons"] = [dict(a) for a in config.addons]
     if config.continued is not None:
         tree["continued"] = dataclasses.asdict(config.continued)
+    if config.finetune is not None:
+        tree["finetune"] = dataclasses.asdict(config.finetune)
     return _plain(tree)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from .engine.finetune import BASELINE_DIR, FinetuneConfig, finetune, prepare_features
+from .engine.finetune import BASELINE_DIR, configure, finetune, prepare_features
 
 SETTINGS = dict(backbone="efficientnet-lite0", dataset="mnist-5k", labels=100, resolution=64)  # the rest as shipped
 SEEDS = (42, 1337, 3435)
@@ -44,14 +44,14 @@ def run(quick: bool = False, out: Path = Path("runs/demo")) -> int:
     seeds = SEEDS[:1] if quick else SEEDS
     print(f"[demo] {settings['dataset']} through a frozen {settings['backbone']} (ImageNet weights), {settings['labels']} labels, "
           f"seeds {', '.join(map(str, seeds))}")
-    prepared = prepare_features(FinetuneConfig(**settings))
+    prepared = prepare_features(configure(**settings))
     print(f"[demo] features ready after {time.perf_counter() - started:.0f}s")
     rows: dict[str, list[float]] = {}
     runs = []
     for seed in seeds:
         # finetune's baseline check trains the cat-cross baseline on the same labels in run_dir/baseline
         run_dir = out / f"seed{seed}"
-        metrics = finetune(FinetuneConfig(**settings, seed=seed), run_dir, overwrite=True, prepared=prepared, report=False)
+        metrics = finetune(configure(**settings, seed=seed), run_dir, overwrite=True, prepared=prepared, report=False)
         rows.setdefault(BASELINE_NAME, []).append(metrics["baseline/test_top1"])
         rows.setdefault(METHOD_NAME, []).append(metrics["test_top1"])
         runs += [run_dir / BASELINE_DIR, run_dir]

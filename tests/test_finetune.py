@@ -10,7 +10,8 @@ from infomax.cli import main
 from infomax.data.dataset import load_dataset
 from infomax.data.imagefolder import save_png
 from infomax.engine import finetune as finetune_module
-from infomax.engine.finetune import FinetuneConfig, finetune
+from infomax import config as C
+from infomax.engine.finetune import configure, finetune
 from infomax.engine.loop import Loop
 from infomax.models import build_encoder, save_encoder
 
@@ -27,25 +28,25 @@ def _config(encoder, **overrides):
     settings = dict(backbone=encoder, dataset="digits", labels=30, resolution=16, epochs=3, min_steps=0, batch_size=128,
                     warmup_steps=4, lr=3e-3, token_grid=2, token_width=16, latent_dim=64, hidden_dim=32, log_every=2,
                     baseline_check=False)
-    return FinetuneConfig(**{**settings, **overrides})
+    return configure(**{**settings, **overrides})
 
 
 def test_finetune_writes_a_complete_run(backbone, tmp_path):
     """With the shipped weights, step floor and baseline check: 70.7 % measured, the cat-cross baseline 66.5; bar 60."""
-    metrics = finetune(_config(backbone, min_steps=FinetuneConfig.min_steps, baseline_check=True), tmp_path / "run")
+    metrics = finetune(_config(backbone, min_steps=C.FinetuneConfig.min_steps, baseline_check=True), tmp_path / "run")
     run = tmp_path / "run"
-    for name in ("config.json", "environment.json", "labelled.json", "head.safetensors", "metrics.json", "metrics.jsonl", "report.html"):
+    for name in ("config.yaml", "environment.json", "labelled.json", "head.safetensors", "metrics.json", "metrics.jsonl", "report.html"):
         assert (run / name).exists(), name
     per_epoch = metrics["unlabelled"] // 128
     assert metrics["test_top1"] > 60 and metrics["labelled"] == 30
     baseline = json.loads((run / "baseline" / "metrics.json").read_text())
-    assert json.loads((run / "baseline" / "config.json").read_text())["variant"] == "baseline: cat-cross softmax"
+    assert baseline["variant"] == "baseline: cat-cross softmax" and metrics["variant"].startswith("TwinTURBO: bin-cross")
     assert baseline["steps"] == metrics["steps"] and baseline["test_top1"] == metrics["baseline/test_top1"] < metrics["test_top1"]
     assert metrics["val_margin_over_baseline"] == pytest.approx(metrics["val_top1"] - baseline["val_top1"])
     assert json.loads((run / "baseline" / "labelled.json").read_text()) == json.loads((run / "labelled.json").read_text())
     assert json.loads((run / "metrics.json").read_text())["val_margin_over_baseline"] == metrics["val_margin_over_baseline"]
     assert "baseline: cat-cross softmax" in (run / "report.html").read_text()  # the report shows both runs
-    assert metrics["steps"] == -(-FinetuneConfig.min_steps // per_epoch) * per_epoch  # whole epochs up to the floor
+    assert metrics["steps"] == -(-C.FinetuneConfig.min_steps // per_epoch) * per_epoch  # whole epochs up to the floor
     assert {"last/task", "last/critic", "last/latent", "last/augment", "last/discriminator/loss"} <= set(metrics)
     assert len([k for k in metrics if k.startswith("test_class/")]) == 10
     labelled = json.loads((run / "labelled.json").read_text())
@@ -84,7 +85,7 @@ def test_existing_run_dir_is_refused_without_resume_or_overwrite(backbone, tmp_p
 @pytest.mark.parametrize("overrides, message", [
     ({"labels": 5}, "cannot cover 10 classes"),
     ({"backbone": "resnet-9000"}, "Unknown encoder"),
-    ({"method": "mixmatch"}, "fixmatch"),
+    ({"method": "mixmatch"}, "must be one of twinturbo, fixmatch"),
 ])
 def test_bad_settings_name_the_fix(backbone, tmp_path, overrides, message):
     with pytest.raises(ValueError, match=message):
@@ -135,41 +136,42 @@ def test_ablation_ladder_table_chart_and_rerun_skips_finished_runs(backbone, tmp
 def test_ladder_switches_on_the_base_weights_one_rung_at_a_time():
     from infomax.engine.ablate import RUNGS, ladder
 
-    rungs = dict(ladder(FinetuneConfig(critic=10.0, latent=1.0, augment=3.0)))
+    rungs = dict(ladder(configure(critic=10.0, latent=1.0, augment=3.0)))
     assert tuple(rungs) == RUNGS
     weights = [(r["critic"], r["latent"], r["augment"]) for r in rungs.values()]
     assert weights == [(0, 0, 0)] * 5 + [(10.0, 0, 0), (10.0, 1.0, 0), (10.0, 1.0, 3.0)]
     assert rungs["cat-cross softmax"]["task_loss"] == "cat-cross" and rungs["+augment"]["task_loss"] == "bin-cross"
     assert (rungs["bin-cross softmax"]["task_loss"], rungs["bin-cross softmax"]["rescale"]) == ("bin-cross", "softmax")
-    softmax = dict(ladder(FinetuneConfig(rescale="softmax")))  # the top rungs run the base config's task loss
+    softmax = dict(ladder(configure(rescale="softmax")))  # the top rungs run the base config's task loss
     assert softmax["+critic"]["rescale"] == softmax["+augment"]["rescale"] == "softmax"
 
 
 def test_a_small_dataset_trains_for_min_steps_in_whole_epochs(backbone, tmp_path):
     from infomax.engine.finetune import run_epochs
 
-    assert run_epochs(FinetuneConfig(epochs=5, min_steps=400), 87) == 5  # CIFAR-10: 87 steps an epoch
-    assert run_epochs(FinetuneConfig(epochs=5, min_steps=400), 7) == 58  # MNIST-5k: 7
-    assert run_epochs(FinetuneConfig(epochs=5, min_steps=0), 7) == 5
+    assert run_epochs(configure(epochs=5, min_steps=400), 87) == 5  # CIFAR-10: 87 steps an epoch
+    assert run_epochs(configure(epochs=5, min_steps=400), 7) == 58  # MNIST-5k: 7
+    assert run_epochs(configure(epochs=5, min_steps=0), 7) == 5
     metrics = finetune(_config(backbone, epochs=1, min_steps=25), tmp_path / "run", report=False)
     per_epoch = metrics["unlabelled"] // 128
     assert metrics["steps"] == -(-25 // per_epoch) * per_epoch >= 25
-    with pytest.raises(ValueError, match="--min-steps"):
+    with pytest.raises(ValueError, match="finetune.min_steps must be at least 0"):
         finetune(_config(backbone, min_steps=-1), tmp_path / "bad", report=False)
 
 
 def test_head_presets_fill_only_the_settings_left_unset():
-    from infomax.engine.finetune import HEADS
+    from infomax.methods.fewlabel import HEADS
 
-    cpu, paper = FinetuneConfig(), FinetuneConfig(head="paper")
+    cpu, paper = C.FinetuneConfig(), C.FinetuneConfig(head="paper")
     assert {k: getattr(cpu, k) for k in HEADS["cpu"]} == HEADS["cpu"] and cpu.cache_grid == 0
     assert (paper.token_grid, paper.token_width, paper.latent_dim, paper.hidden_dim) == ("native", 768, 8000, 1024)
     assert paper.cache_grid is None  # the feature cache's "the backbone's own grid"
-    assert FinetuneConfig(head="paper", latent_dim=64).latent_dim == 64
-    for bad, message in (({"head": "big"}, "--head must be one of"), ({"token_grid": "coarse"}, "--token-grid must be"),
-                         ({"device": "tpu"}, "--device must be one of")):
+    assert C.FinetuneConfig(head="paper", latent_dim=64).latent_dim == 64
+    assert configure(head="paper").finetune.token_grid == "native"  # the preset replaces the recipe's cpu shape
+    for bad, message in (({"head": "big"}, "finetune.head must be one of"), ({"token_grid": "coarse"}, "finetune.token_grid must be"),
+                         ({"device": "tpu"}, "run.accelerator must be one of")):
         with pytest.raises(ValueError, match=message):
-            FinetuneConfig(**bad)
+            configure(**bad)
 
 
 def test_labels_file_chooses_the_labelled_images_and_leaves_validation(backbone, tmp_path):
@@ -178,22 +180,24 @@ def test_labels_file_chooses_the_labelled_images_and_leaves_validation(backbone,
     given = [(c + 1) % 10 if r == rows[0] else c for r, c in zip(rows, np.repeat(np.arange(10), 2))]  # one relabelled image
     names = train.classes
     (tmp_path / "labels.csv").write_text("image,class\n" + "".join(f"{r},{names[c]}\n" for r, c in zip(rows, given)))
-    config = _config(backbone, labels=FinetuneConfig.labels, labels_file=str(tmp_path / "labels.csv"))
+    config = _config(backbone, labels=C.FinetuneConfig.labels, labels_file=str(tmp_path / "labels.csv"))
     trainer = finetune_module.Trainer(config, finetune_module.prepare_features(config, progress=False), tmp_path / "run")
     assert sorted(trainer.labelled.tolist()) == sorted(rows)
     assert trainer.labels[rows[0]] == given[0] != train.labels[rows[0]]
     assert not set(rows) & set(trainer.validation.tolist()) and not set(rows) & set(trainer.unlabelled.tolist())
     (tmp_path / "bad.csv").write_text("0,eleven\n")
     with pytest.raises(ValueError, match="unknown class 'eleven'"):
-        finetune(_config(backbone, labels=FinetuneConfig.labels, labels_file=str(tmp_path / "bad.csv")), tmp_path / "bad", report=False)
+        finetune(_config(backbone, labels=C.FinetuneConfig.labels, labels_file=str(tmp_path / "bad.csv")), tmp_path / "bad", report=False)
 
 
 @pytest.mark.parametrize("overrides, message", [
-    ({"epochs": 0}, "--epochs must be at least 1"),
-    ({"epochs": -2}, "--epochs must be at least 1"),
-    ({"lr": 0.0}, "--lr must be a positive"),
+    ({"epochs": 0}, "schedule.epochs must be at least 1"),
+    ({"epochs": -2}, "schedule.epochs must be at least 1"),
+    ({"lr": 0.0}, "optim.lr must be positive"),
     ({"lr": 1e6}, "--lr must be a positive"),
-    ({"resolution": 0}, "--resolution must be at least 8"),
+    ({"resolution": 0}, "data.resolution must be null or between 4"),
+    ({"resolution": 6}, "--resolution must be at least 8"),
+    ({"labels": 0}, "finetune.labels must be at least 1"),
     ({"views": 0}, "--views 0 leaves no augmented view"),
     ({"labels_file": "x.csv", "labels": 30}, "--labels and --labels-file"),
 ])
@@ -208,7 +212,7 @@ def test_a_failed_run_leaves_no_directory_and_resume_refuses_other_settings(back
         finetune(_config(backbone, labels=5), tmp_path / "run", report=False)
     assert not (tmp_path / "run").exists()  # so the corrected command is not refused as "already holds a run"
     finetune(_config(backbone, epochs=1), tmp_path / "run", report=False)
-    with pytest.raises(ValueError, match=r"labels: 30 -> 40"):
+    with pytest.raises(ValueError, match=r"finetune.labels: 30 -> 40"):
         finetune(_config(backbone, epochs=1, labels=40), tmp_path / "run", resume=True, report=False)
     metrics = finetune(_config(backbone, epochs=2), tmp_path / "run", resume=True, report=False)  # more epochs: allowed
     environment = json.loads((tmp_path / "run" / "environment.json").read_text())
@@ -226,20 +230,22 @@ def test_ablate_reuses_a_finished_sub_run_only_with_the_same_config(tmp_path, mo
     from infomax.engine import ablate as ablate_module
 
     calls = []
-    monkeypatch.setattr(ablate_module, "finetune", lambda config, run_dir, **kw: calls.append(config.lr) or {"test_top1": 1.0})
+    monkeypatch.setattr(ablate_module, "finetune", lambda config, run_dir, **kw: calls.append(config.optim.lr) or {"test_top1": 1.0})
     run = tmp_path / "sub"
     run.mkdir()
-    asked = FinetuneConfig(lr=1e-3)
+    asked = configure(lr=1e-3)
     (run / "metrics.json").write_text(json.dumps({"test_top1": 50.0}))
-    (run / "config.json").write_text(json.dumps(FinetuneConfig(lr=3e-4).record()))
+    C.save(configure(lr=3e-4), run / "config.yaml")
     assert ablate_module._one(asked, run, None)["test_top1"] == 1.0 and calls == [1e-3]  # other settings: trained again
-    (run / "config.json").write_text(json.dumps(asked.record()))
+    C.save(configure(lr=1e-3, log_every=3, baseline_check=False), run / "config.yaml")
     assert ablate_module._one(asked, run, None)["test_top1"] == 50.0 and calls == [1e-3]  # same settings: reused
+    (run / "config.yaml").write_text("lr: 0.001\n")  # a flat config of another version
+    assert ablate_module._one(asked, run, None)["test_top1"] == 1.0 and calls == [1e-3, 1e-3]
 
 
 def test_a_random_weight_backbone_is_refused_with_the_alternatives(tmp_path):
     with pytest.raises(ValueError, match="random weights.*efficientnet-lite0.*infomax pretrain"):
-        finetune(FinetuneConfig(backbone="resnet18", dataset="digits"), tmp_path / "run", report=False)
+        finetune(configure(backbone="resnet18", dataset="digits"), tmp_path / "run", report=False)
     assert not (tmp_path / "run").exists()
 
 
@@ -260,7 +266,7 @@ def test_a_run_below_its_baseline_on_validation_says_so(backbone, tmp_path, caps
     assert checked["val_margin_over_baseline"] == -1.0 - checked["baseline/val_top1"] < 0
     err = capsys.readouterr().err
     assert "below the cat-cross baseline" in err and f"predict --run {tmp_path / 'run' / 'baseline'}" in err
-    assert finetune_module.is_baseline(FinetuneConfig(**finetune_module.BASELINE)) and not finetune_module.is_baseline(config)
+    assert finetune_module.is_baseline(configure(**finetune_module.BASELINE)) and not finetune_module.is_baseline(config)
 
 
 def test_a_failed_baseline_check_leaves_the_finished_run_complete(backbone, tmp_path, capsys):
@@ -283,7 +289,7 @@ def test_the_baseline_itself_and_no_baseline_check_train_no_second_run(backbone,
             "--min-steps", "0", "--batch-size", "128", "--no-baseline-check", "--out", str(tmp_path / "cli")]
     assert main(args) == 0
     assert not (tmp_path / "cli" / "baseline").exists()
-    assert json.loads((tmp_path / "cli" / "config.json").read_text())["baseline_check"] is False
+    assert C.load(tmp_path / "cli" / "config.yaml").finetune.baseline_check is False
     resumed = [a for a in args[:-2] if a != "--no-baseline-check"]
     assert main([*resumed, "--epochs", "2", "--resume", "--out", str(tmp_path / "cli")]) == 0  # resumed without the flag
     assert not (tmp_path / "cli" / "baseline").exists()
@@ -293,3 +299,61 @@ def test_train_seconds_add_up_over_a_resume(backbone, tmp_path):
     first = finetune(_config(backbone, epochs=1), tmp_path / "run", report=False)
     both = finetune(_config(backbone, epochs=2), tmp_path / "run", resume=True, report=False)
     assert both["train_seconds"] > first["train_seconds"] > 0
+
+
+def test_a_run_written_before_the_config_tree_still_predicts(tmp_path, capsys, monkeypatch):
+    """tests/fixtures/finetune_v1: a finished run of the flat FinetuneConfig (config.json), with the predictions
+    it gave then; its head records the encoder's path of that time, so the fixture's copy is put there."""
+    import shutil
+    from pathlib import Path
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    fixture = Path(__file__).parent / "fixtures" / "finetune_v1"
+    monkeypatch.setenv("INFOMAX_CACHE", str(tmp_path / "cache"))
+    with safe_open(str(fixture / "head.safetensors"), framework="pt") as f:
+        metadata, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
+    record = json.loads(metadata["infomax_finetune"])
+    assert "method" in record["config"] and not isinstance(record["config"]["method"], dict)  # the flat settings
+    encoder = tmp_path / "encoder.safetensors"
+    shutil.copy(fixture / "encoder.safetensors", encoder)
+    record["config"]["backbone"] = str(encoder)
+    (tmp_path / "run").mkdir()
+    save_file(tensors, tmp_path / "run" / "head.safetensors", {"infomax_finetune": json.dumps(record)})
+    assert main(["predict", "--run", str(tmp_path / "run"), str(fixture / "images")]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    expected = json.loads((fixture / "expected.json").read_text())["predictions"]
+    assert [(Path(r["image"]).name, r["class"]) for r in rows] == [(e["image"], e["class"]) for e in expected]
+    assert [r["probability"] for r in rows] == pytest.approx([e["probability"] for e in expected], abs=2e-4)
+    from infomax.engine.predict import run_config
+
+    config = run_config(record["config"])  # read through finetune's flag words into today's tree
+    assert (config.finetune.token_grid, config.finetune.latent_dim, config.data.resolution, config.run.seed) == (2, 16, 16, 42)
+    assert config.method.lambda_critic == 3.0 and config.optim.lr == 3e-3
+    fixmatch = run_config({**record["config"], "method": "fixmatch"})  # TwinTURBO's weights dropped, not refused
+    assert fixmatch.method_name == "fixmatch" and fixmatch.method.threshold == 0.95
+
+
+def test_finetune_runs_on_the_config_tree_of_every_training_verb(backbone, tmp_path, capsys):
+    """Recipes, --set and config.yaml as for pretrain; one resume rule; each verb refuses the other's methods."""
+    tiny = ["--backbone", backbone, "--dataset", "digits", "--labels", "30", "--resolution", "16", "--epochs", "1",
+            "--min-steps", "0", "--batch-size", "128", "--no-baseline-check"]
+    out = tmp_path / "fix"
+    assert main(["finetune", "--recipe", "fixmatch-cpu", *tiny, "--set", "method.threshold=0.5", "--set", "run.loggers=[csv]",
+                 "--out", str(out)]) == 0
+    saved = C.load(out / "config.yaml")
+    assert (saved.method_name, saved.method.threshold, saved.finetune.labels, saved.optim.name) == ("fixmatch", 0.5, 30, "adamw")
+    assert json.loads((out / "metrics.json").read_text())["variant"] == "FixMatch" and list((out / "csv").rglob("metrics.csv"))
+    capsys.readouterr()
+    assert main(["finetune", "--resume", "--set", "finetune.labels=40", "--out", str(out)]) == 2
+    assert "finetune.labels: 30 -> 40" in capsys.readouterr().err
+    assert main(["finetune", "--resume", "--epochs", "2", "--out", str(out)]) == 0  # its own method, without --method
+    assert C.load(out / "config.yaml").schedule.epochs == 2
+    assert main(["finetune", "--recipe", "simclr-cpu", *tiny, "--out", str(tmp_path / "x")]) == 2
+    assert "few-label head" in capsys.readouterr().err
+    assert main(["pretrain", "--recipe", "twinturbo-cpu", "--out", str(tmp_path / "y")]) == 2
+    assert "infomax finetune --method twinturbo" in capsys.readouterr().err
+    assert main(["pretrain", "--resume", "--out", str(out)]) == 2
+    assert "resume it with `infomax finetune --resume" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()

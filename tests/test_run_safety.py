@@ -306,7 +306,7 @@ def test_extending_a_stopped_run_keeps_its_lr_at_the_resume_step(tmp_path):
     ("smi", ["--set", "optim.weight_decay=nan"], "optim.weight_decay must be a finite number"),
     ("vicreg", ["--add", "vcreg:mu=nan"], "mu must be a finite number"),
     ("smi", ["--set", "run.knn_k=0"], "run.knn_k must be at least 1"),
-    ("smi", ["--resolution", "100000"], "data.resolution must be between 4 and 2048"),
+    ("smi", ["--resolution", "100000"], "data.resolution must be null or between 4 and 2048"),
     ("smi", ["--set", "optim.clip_grad=-1"], "optim.clip_grad must be null or positive"),
     ("smi", ["--set", "schedule.warmup_start=-1"], "schedule.warmup_start must be between 0 and 1"),
     ("smi", ["--set", "optim.momentum=1.5"], "optim.momentum must be in [0, 1)"),

@@ -10,7 +10,6 @@ The table reports, as the paper does, the best seed and the min-max range, plus 
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 import time
@@ -19,18 +18,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import config as C
 from ..runs import rundir
-from .finetune import OFF, FinetuneConfig, finetune, prepare_features
+from .finetune import CONFIG, OFF, finetune, prepare_features, with_settings
 
 RUNGS = ("cat-cross softmax", "cat-twin softmax", "cat-twin sigmoid", "bin-cross softmax", "bin-cross sigmoid",
          "+critic", "+latent", "+augment")
 
 
-def ladder(base: FinetuneConfig) -> list[tuple[str, dict]]:
-    """The rungs as (name, config overrides); the critic/latent/augment rungs switch on the base
-    config's weights one at a time (the paper fixes them per dataset, Fig. 2 caption)."""
-    weights = {"critic": base.critic, "latent": base.latent, "augment": base.augment}
-    task = {"task_loss": base.task_loss, "rescale": base.rescale}
+def ladder(base: C.TrainConfig) -> list[tuple[str, dict]]:
+    """The rungs as (name, settings changed, in finetune's flag words); the critic/latent/augment rungs
+    switch on the base config's weights one at a time (the paper fixes them per dataset, Fig. 2 caption)."""
+    m = base.method
+    weights = {"critic": m.lambda_critic, "latent": m.lambda_latent, "augment": m.lambda_augment}
+    task = {"task_loss": m.task, "rescale": m.rescale}
     plain = [(name, {"task_loss": name.split()[0], "rescale": name.split()[1], **OFF}) for name in RUNGS[:5]]
     return plain + [
         ("+critic", {**task, **OFF, "critic": weights["critic"]}),
@@ -46,18 +47,24 @@ def _slug(name: str) -> str:
     return name.replace(" ", "-").replace("+", "plus-").lower()
 
 
-def _one(config: FinetuneConfig, run_dir: Path, prepared) -> dict:
+def _one(config: C.TrainConfig, run_dir: Path, prepared) -> dict:
     """A finished sub-run is reused only when its recorded config is the one asked for."""
     done = run_dir / "metrics.json"
-    if done.exists() and (run_dir / "config.json").exists():
-        if _comparable(json.loads((run_dir / "config.json").read_text())) == _comparable(config.record()):
+    if done.exists() and (run_dir / CONFIG).exists():
+        try:
+            same = _comparable(C.to_dict(C.load(run_dir / CONFIG))) == _comparable(C.to_dict(config))
+        except ValueError:  # written by another version: run it again
+            same = False
+        if same:
             return json.loads(done.read_text())
     return finetune(config, run_dir, overwrite=True, prepared=prepared, report=False)
 
 
-def _comparable(record: dict) -> dict:
-    """A recorded config without the settings that cannot change a sub-run's result."""
-    return {k: v for k, v in record.items() if k not in ("baseline_check", "log_every")}
+def _comparable(tree: dict) -> dict:
+    """A config tree without the settings that cannot change a sub-run's result."""
+    loose = {"finetune": ("baseline_check",), "run": ("log_every", "progress", "loggers", "project")}
+    return {section: {k: v for k, v in values.items() if k not in loose.get(section, ())} if isinstance(values, dict) else values
+            for section, values in tree.items()}
 
 
 def _feature_baselines(prepared, labelled_rows: np.ndarray) -> dict[str, float]:
@@ -72,10 +79,10 @@ def _feature_baselines(prepared, labelled_rows: np.ndarray) -> dict[str, float]:
             "weighted kNN": weighted_knn(x, y, x_test, y_test, k=min(20, len(y))).accuracy["top1"]}
 
 
-def ablate(base: FinetuneConfig, out: Path, labels=(100, 1000), seeds=(42, 1337, 3435), rungs=None, progress=True) -> dict:
+def ablate(base: C.TrainConfig, out: Path, labels=(100, 1000), seeds=(42, 1337, 3435), rungs=None, progress=True) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    base = dataclasses.replace(base, baseline_check=False)  # the ladder's first rung is that baseline
+    base = with_settings(base, baseline_check=False)  # the ladder's first rung is that baseline
     started = time.perf_counter()
     prepared = prepare_features(base, progress=progress)
     features_seconds = time.perf_counter() - started
@@ -85,12 +92,12 @@ def ablate(base: FinetuneConfig, out: Path, labels=(100, 1000), seeds=(42, 1337,
         table = results.setdefault(str(count), {})
         for seed in seeds:
             for name, overrides in rungs_to_run:
-                config = dataclasses.replace(base, labels=count, seed=seed, **overrides)
+                config = with_settings(base, labels=count, seed=seed, **overrides)
                 metrics = _one(config, out / str(count) / _slug(name) / f"seed{seed}", prepared)
                 table.setdefault(name, []).append(metrics["test_top1"])
                 if progress:
                     print(f"[ablate] {count} labels, seed {seed}, {name}: {metrics['test_top1']:.2f}", flush=True)
-            fixmatch = _one(dataclasses.replace(base, labels=count, seed=seed, method="fixmatch"), out / str(count) / "fixmatch" / f"seed{seed}", prepared)
+            fixmatch = _one(with_settings(base, labels=count, seed=seed, method="fixmatch"), out / str(count) / "fixmatch" / f"seed{seed}", prepared)
             table.setdefault("FixMatch", []).append(fixmatch["test_top1"])
             from ..data.subsets import load_subset
 
@@ -98,10 +105,10 @@ def ablate(base: FinetuneConfig, out: Path, labels=(100, 1000), seeds=(42, 1337,
             for key, value in _feature_baselines(prepared, labelled).items():
                 table.setdefault(key, []).append(value)
     summary = {"results": results, "seeds": list(seeds), "features_seconds": features_seconds,
-               "total_seconds": time.perf_counter() - started, "config": dataclasses.asdict(base)}
+               "total_seconds": time.perf_counter() - started, "config": C.to_dict(base)}
     rundir.write_json(out / "ablation.json", summary)
     (out / "ablation.md").write_text(markdown_table(results, seeds) + "\n")
-    bar_chart(results, out / "ablation.png", title=f"TwinTURBO ladder: {base.dataset}, {base.backbone}")
+    bar_chart(results, out / "ablation.png", title=f"TwinTURBO ladder: {base.data.dataset}, {base.model.backbone}")
     return summary
 
 

@@ -16,7 +16,8 @@ from ..data.augment import center_resize, to_float_images
 from ..data.features import pool_tokens
 from ..data.formats import IMAGE_SUFFIXES, decode_image
 from ..models import build_encoder, fingerprint
-from .finetune import FinetuneConfig, build_method
+from .. import config as C
+from .finetune import FLAGS, build_method, configure
 from ..runs.rundir import load_tensors
 
 
@@ -43,14 +44,29 @@ def load_classifier(run: Path):
     with safe_open(str(path), framework="pt") as f:
         record = json.loads(f.metadata()["infomax_finetune"])
     spec = record["features"]
-    config = FinetuneConfig(**record["config"])
+    config = run_config(record["config"])
     method = build_method(config, spec["token_dim"], spec["dim"], len(record["classes"]))
     method.load_state_dict(load_tensors(path))
-    encoder = build_encoder(config.backbone)
+    backbone = config.model.backbone
+    encoder = build_encoder(backbone, **config.model.options)
     if fingerprint(encoder) != spec["weights"]:
-        raise ValueError(f"the backbone {config.backbone} now has other weights than the run was trained on; "
+        raise ValueError(f"the backbone {backbone} now has other weights than the run was trained on; "
                          "restore the checkpoint or package version used then, or fine-tune again.")
     return method.eval(), encoder.eval(), spec, record["classes"]
+
+
+def run_config(recorded: dict) -> C.TrainConfig:
+    """The config a head was trained with: its config tree, or the flat settings of runs written before the
+    tree (their config.json), read through finetune's flag words; settings those runs had and the method
+    does not (TwinTURBO's weights on a FixMatch run) are dropped."""
+    if isinstance(recorded.get("method"), dict):
+        return C.build_config(recorded)
+    from ..methods import settings_of
+
+    fields = set(settings_of(recorded.get("method", "twinturbo")).__dataclass_fields__)
+    words = {w: v for w, v in recorded.items()
+             if w in FLAGS and (w == "method" or not FLAGS[w].startswith("method.") or FLAGS[w].split(".")[1] in fields)}
+    return configure(**words)
 
 
 @torch.no_grad()

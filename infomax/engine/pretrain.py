@@ -40,7 +40,7 @@ def resolve(recipe: str | None, method: str | None, sets: list[str], flags: dict
             raise ValueError(f"--resume: {out} trains {tree['method']['name']}, not {method}; drop --method or choose another --out.")
         if recipe:
             raise ValueError(f"--resume reads the run's own settings from {saved}; drop --recipe {recipe}.")
-        made_by = "continue" if tree.get("continued") is not None else "pretrain"
+        made_by = "continue" if tree.get("continued") is not None else "finetune" if tree.get("finetune") is not None else "pretrain"
         if made_by != verb:
             raise ValueError(f"--resume: {out} is an `infomax {made_by}` run; resume it with `infomax {made_by} --resume --out {out}`.")
     else:
@@ -77,8 +77,8 @@ def _quoted(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def check_resume(config: C.TrainConfig, out: Path) -> None:
-    rundir.refuse_changes(_flat(saved_tree(out)), _flat(C.to_dict(config)), RESUMABLE, CONFIG)
+def check_resume(config: C.TrainConfig, out: Path, resumable: set[str] = RESUMABLE) -> None:
+    rundir.refuse_changes(_flat(saved_tree(out)), _flat(C.to_dict(config)), resumable, CONFIG)
 
 
 def _flat(tree: dict, prefix: str = "") -> dict:
@@ -182,6 +182,11 @@ def build_method(config: C.TrainConfig, world: int, device_type: str = "cpu", en
 
 def check_run(config: C.TrainConfig) -> int:
     """Checks every training verb makes before anything is built; returns the per-device batch."""
+    if config.method_name not in methods.METHODS:
+        raise ValueError(f"{config.method_name} is a few-label head on a frozen backbone, not a pretraining method: "
+                         f"run it with `infomax finetune --method {config.method_name}`.")
+    if config.data.resolution is None:
+        raise ValueError("data.resolution is null; pretraining needs the views' side in pixels, e.g. --resolution 32.")
     run = config.run
     check_devices(run, config.optim.batch_size)
     per_rank = config.optim.batch_size // (run.devices * run.num_nodes)

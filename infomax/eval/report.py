@@ -157,7 +157,9 @@ def _load_run(path: Path, name: str) -> _Run:
         run.notes.append("No environment.json: versions and device are unknown.")
     if (path / "metrics.json").is_file():
         for key, value in _read_mapping(path / "metrics.json", run.notes).items():
-            if key.split("/")[-1] == "warnings":
+            if key == "variant":  # what the run is, in words (finetune): the summary's method row
+                run.config = {"variant": value, **run.config}
+            elif key.split("/")[-1] == "warnings":
                 items = value if isinstance(value, list) else [value]
                 run.warnings += [f"{key}: {item}" if "/" in key else str(item) for item in items if item]
             else:

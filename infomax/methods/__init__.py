@@ -11,6 +11,7 @@ from __future__ import annotations
 from .barlow_twins import BarlowTwins
 from .base import Method
 from .byol import BYOL
+from .fewlabel import FEWLABEL
 from .hydes import HyDeS
 from .lejepa import LeJEPA
 from .mira import MIRA
@@ -26,11 +27,15 @@ METHODS: dict[str, type[Method]] = {m.name: m for m in (SimCLR, BarlowTwins, VIC
 
 def _known(name) -> type[Method]:
     if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}.")
+        heads = f" ({', '.join(FEWLABEL)} are few-label heads: `infomax finetune`)" if name in FEWLABEL else ""
+        raise ValueError(f"unknown method {name!r}; choose one of: {', '.join(METHODS)}{heads}.")
     return METHODS[name]
 
 
 def settings_of(name: str) -> type:
+    """The Settings of a pretraining method or of a few-label head (`infomax finetune`)."""
+    if name in FEWLABEL:
+        return FEWLABEL[name].Settings
     return _known(name).Settings
 
 
@@ -40,4 +45,4 @@ def build(name: str, encoder, settings=None, **overrides) -> Method:
     return cls(encoder, settings if settings is not None else cls.Settings(**overrides))
 
 
-__all__ = ["METHODS", "Method", "build", "settings_of"]
+__all__ = ["FEWLABEL", "METHODS", "Method", "build", "settings_of"]

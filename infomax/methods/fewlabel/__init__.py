@@ -1,8 +1,10 @@
-"""Few-label heads on frozen, cached backbone features: TwinTURBO and its FixMatch baseline."""
+"""Few-label heads on frozen, cached backbone features: TwinTURBO and its FixMatch baseline, by name."""
 from .fixmatch import FixMatch, FixMatchLoss, fixmatch_loss
-from .twinturbo import Discriminator, TokenBlock, TwinTurbo, TwinTurboHead, TwinTurboLoss, paper_widths
+from .twinturbo import HEADS, Discriminator, TokenBlock, TwinTurbo, TwinTurboHead, TwinTurboLoss, paper_widths
+
+FEWLABEL = {m.name: m for m in (TwinTurbo, FixMatch)}
 
 __all__ = [
-    "Discriminator", "FixMatch", "FixMatchLoss", "TokenBlock", "TwinTurbo", "TwinTurboHead", "TwinTurboLoss",
+    "FEWLABEL", "HEADS", "Discriminator", "FixMatch", "FixMatchLoss", "TokenBlock", "TwinTurbo", "TwinTurboHead", "TwinTurboLoss",
     "fixmatch_loss", "paper_widths",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -40,6 +41,7 @@ def fixmatch_loss(logits_labelled: torch.Tensor, labels: torch.Tensor, logits_we
 class FixMatchLoss:
     """FixMatch settings: confidence threshold tau (a value above 1 masks every row) and weight lambda_u."""
 
+    name: ClassVar[str] = "fixmatch"
     threshold: float = 0.95
     lambda_u: float = 1.0
 
@@ -53,6 +55,8 @@ class FixMatchLoss:
 class FixMatch(Steps):
     """The TwinTURBO head trained by FixMatch; batch keys as for TwinTurbo, with
     unlabelled_* the weak view and augmented_* the strong view."""
+
+    name, Settings = "fixmatch", FixMatchLoss
 
     def __init__(self, head: TwinTurboHead, settings: FixMatchLoss | None = None):
         super().__init__()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +32,13 @@ TASKS = {"cat-cross": cat_cross, "cat-twin": cat_twin, "bin-cross": bin_cross}
 PRIORS = ("uniform", "labels")
 AUGMENT_TARGETS = ("augmented", "plain")
 LATENT_NEGATIVES = ("other-classes", "all")
+# The head's shape (config section `finetune`). "cpu": no token block, the pooled vector into a 512-wide
+# latent (what the ladder measures on 2 CPU cores); "paper": App. B, the block at 768 on every token of
+# the backbone's grid, latent 8000, predictor hidden 1024 (Tables 2-4).
+HEADS = {
+    "cpu": {"token_grid": 0, "token_width": 256, "latent_dim": 512, "hidden_dim": 128},
+    "paper": {"token_grid": "native", "token_width": 768, "latent_dim": 8000, "hidden_dim": 1024},
+}
 
 
 def _round8(x: float) -> int:
@@ -193,6 +201,7 @@ class TwinTurboLoss:
     z* are computed (off by default: a target is the network's answer, not a noisy sample of it).
     """
 
+    name: ClassVar[str] = "twinturbo"
     task: str = "bin-cross"
     rescale: str = "sigmoid"
     lambda_critic: float = 3.0
@@ -239,6 +248,8 @@ class TwinTurbo(Steps):
     labelled image of the same class per labelled image (latent). *_tokens may be
     None or absent for a head without tokens.
     """
+
+    name, Settings = "twinturbo", TwinTurboLoss
 
     def __init__(self, head: TwinTurboHead, settings: TwinTurboLoss | None = None, disc_width: int = 500):
         super().__init__()
