@@ -32,13 +32,24 @@ def _data_pack(args: argparse.Namespace) -> int:
 def _finetune_config(args: argparse.Namespace, resume: bool = False, own: tuple[str, ...] = ()):
     """The run's config: the recipe (METHOD-cpu by default) or, with --resume, the run's config.yaml; then
     the flags (but the verb's `own`), then --set; pretrain's resolution, so every training verb resumes by one rule."""
-    from .engine.finetune import FLAGS
+    from .engine.finetune import FLAGS, new_head, over_base
     from .engine.pretrain import resolve
 
     flags = {key: getattr(args, word) for word, key in FLAGS.items() if word not in own and getattr(args, word, None) is not None}
+    flags = {k: v for k, v in flags.items() if v is not False or k == "finetune.baseline_check"}  # an unset store_true
+    out = Path(args.out)
+    if resume and (out / "config.json").is_file() and not (out / "config.yaml").is_file():
+        raise ValueError(f"--resume: {out} was written by an earlier infomax (config.json, before the config tree); its "
+                         f"head still predicts (infomax predict --run {out}), but it cannot resume. Start a new run.")
+
+    def preset(tree: dict) -> None:
+        merged = over_base(tree, args.method)
+        tree.clear()
+        tree.update(merged)
+        new_head(tree.setdefault("finetune", {}), args.head)
+
     method = args.method if resume or args.recipe else args.method or "twinturbo"
-    return resolve(args.recipe, method, args.set or [], flags, Path(args.out), resume,
-                   preset=lambda tree: tree.setdefault("finetune", {}), verb="finetune")
+    return resolve(args.recipe, method, args.set or [], flags, out, resume, preset=preset, verb="finetune")
 
 
 def _finetune(args: argparse.Namespace) -> int:

@@ -357,3 +357,25 @@ def test_finetune_runs_on_the_config_tree_of_every_training_verb(backbone, tmp_p
     assert main(["pretrain", "--resume", "--out", str(out)]) == 2
     assert "resume it with `infomax finetune --resume" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_recipe_file_is_laid_over_its_methods_cpu_recipe_and_a_new_head_fills_its_shape(backbone, tmp_path, capsys):
+    from infomax.engine.finetune import with_settings
+
+    (tmp_path / "mine.yaml").write_text("method: {name: twinturbo, lambda_critic: 1.0}\nfinetune: {token_grid: 2}\n")
+    config = configure(recipe=str(tmp_path / "mine.yaml"))
+    shipped = configure()
+    assert config.method.lambda_critic == 1.0 and config.finetune.token_grid == 2
+    assert (config.optim, config.schedule, config.run.seed) == (shipped.optim, shipped.schedule, 42)  # not pretraining's LARS
+    paper = configure(recipe=str(tmp_path / "mine.yaml"), head="paper")
+    assert (paper.finetune.token_grid, paper.finetune.latent_dim) == ("native", 8000)
+    kept = with_settings(configure(latent_dim=64), head="cpu")  # the same head: what was set stays
+    assert kept.finetune.latent_dim == 64
+    assert main(["finetune", "--recipe", str(tmp_path / "mine.yaml"), "--head", "paper", "--backbone", backbone,
+                 "--dataset", "digits", "--set", "run.devices=2", "--out", str(tmp_path / "x")]) == 2
+    assert "one process" in capsys.readouterr().err and not (tmp_path / "x").exists()
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "config.json").write_text("{}")
+    assert main(["finetune", "--resume", "--out", str(old)]) == 2
+    assert "earlier infomax" in capsys.readouterr().err

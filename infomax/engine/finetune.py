@@ -58,8 +58,27 @@ def configure(recipe: str | None = None, sets=(), **words) -> C.TrainConfig:
     method = words.get("method") or "twinturbo"
     if method not in FEWLABEL:
         raise ValueError(f"finetune --method must be one of {', '.join(FEWLABEL)}, got {method!r}.")
-    tree = C.load_recipe(recipe or f"{method}-cpu")
-    return C.build_config(apply(tree, words, sets))
+    return C.build_config(apply(over_base(C.load_recipe(recipe or f"{method}-cpu"), method), words, sets))
+
+
+def over_base(tree: dict, method: str | None = None) -> dict:
+    """A recipe laid over its method's METHOD-cpu recipe: a recipe file that leaves out the optimiser or
+    the schedule trains the head with finetune's (AdamW, warm-up, constant lr), not pretraining's defaults."""
+    named = (tree.get("method") or {}).get("name") or method or "twinturbo"
+    if named not in FEWLABEL:
+        return dict(tree)  # check_settings names the verb that trains it
+    base = C.load_recipe(f"{named}-cpu")
+    merged = {k: dict(v) if isinstance(v, dict) else v for k, v in base.items()}
+    for section, values in tree.items():
+        merged[section] = {**merged[section], **values} if isinstance(values, dict) and isinstance(merged.get(section), dict) else values
+    return merged
+
+
+def new_head(section: dict, head: str | None) -> None:
+    """A head preset other than the section's fills the head's shape afresh (what is set with it still wins)."""
+    if head is not None and head != section.get("head", C.FinetuneConfig.head):
+        for key in HEADS.get(head, ()):
+            section.pop(key, None)
 
 
 def with_settings(config: C.TrainConfig, **words) -> C.TrainConfig:
@@ -82,9 +101,7 @@ def apply(tree: dict, words: dict, sets=()) -> dict:
     tree["finetune"] = dict(tree.get("finetune") or {})
     if words.get("method") and words["method"] != (tree.get("method") or {}).get("name"):
         tree["method"] = {"name": words["method"]}
-    if words.get("head") is not None:  # a new preset fills the head's shape, save what is given with it
-        for key in HEADS[words["head"]] if words["head"] in HEADS else ():
-            tree["finetune"].pop(key, None)
+    new_head(tree["finetune"], words.get("head"))
     for word, value in words.items():
         if value is not None:
             section, key = FLAGS[word].split(".")
@@ -237,7 +254,8 @@ class Trainer:
         f = self.config.finetune
         batches = FeatureBatches(self.sampler, self.prepared.train, self.labels, self.method.views, fabric.device,
                                  head_grid=f.cache_grid, augmentation=f.augmentation)
-        self.loop = Loop(fabric, model, dict(zip(self.optimisers, optimisers)), batches, self.schedule(), run, self.out, name="finetune")
+        self.loop = Loop(fabric, model, dict(zip(self.optimisers, optimisers)), batches, self.schedule(), run, self.out, name="finetune",
+                         clip_grad=self.config.optim.clip_grad)
         if resume:
             self.loop.restore()
 
@@ -375,7 +393,12 @@ def check_settings(config: C.TrainConfig) -> None:
                          "use --views 1 or more, --augmentation tokens, or --augment 0 with --method twinturbo.")
     if f.labels_file and f.labels != C.FinetuneConfig.labels:
         raise ValueError("--labels and --labels-file both choose the labelled images; pass one of them.")
-    resolve_device(config.run.accelerator)
+    run = config.run
+    resolve_device(run.accelerator)
+    if run.devices * run.num_nodes > 1 or run.compile:
+        raise ValueError("finetune trains a small head in one process on cached features: leave run.devices and "
+                         "run.num_nodes at 1 and run.compile off (they are for pretrain and continue).")
+    loggers.check(run.loggers)  # a missing wandb or mlflow is said now, not after the feature cache
 
 
 def write_run_report(out: Path) -> Path:
