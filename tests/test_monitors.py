@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from infomax.data.dataset import load_dataset
-from infomax.engine.monitors import Collapsed, KNNMonitor, embedding_spread, redundancy_to_alignment
+from infomax.engine.monitors import Collapsed, HeldOut, KNNMonitor, embedding_spread, redundancy_to_alignment
 from infomax.models import build_encoder
 
 
@@ -49,7 +49,7 @@ def test_the_knn_monitor_scores_eval_mode_features_and_leaves_batch_norm_alone()
     model.train()
     bank, query = np.arange(400), np.arange(400, 600)
     stats = batch_norm_state(model)
-    top1 = KNNMonitor(digits, bank, query, resolution=8, k=7, temperature=0.1, every=1).score(model, "cpu")
+    top1 = KNNMonitor(HeldOut(digits, query, 8), bank, k=7, temperature=0.1, every=1).score(model, "cpu")
     assert model.training  # handed back in the mode it came in
     after = batch_norm_state(model)
     assert all(torch.equal(stats[k], after[k]) for k in stats)  # no forward in train mode
@@ -95,7 +95,7 @@ def near_miss_dataset() -> SimpleNamespace:
 @pytest.mark.parametrize("k,temperature,expected", [(1, 0.07, 100.0), (21, 0.07, 0.0), (21, 0.001, 100.0)])
 def test_the_knn_monitor_uses_its_own_k_and_temperature(k, temperature, expected):
     data = near_miss_dataset()
-    monitor = KNNMonitor(data, np.arange(4, len(data.labels)), np.arange(4), resolution=8, k=k, temperature=temperature, every=1)
+    monitor = KNNMonitor(HeldOut(data, np.arange(4), 8), np.arange(4, len(data.labels)), k=k, temperature=temperature, every=1)
     assert monitor.score(Pixels(), "cpu") == pytest.approx(expected)
 
 
@@ -106,12 +106,12 @@ def fake_loop(rank=0, world_size=1, abort_on_collapse=False, method=None):
 
 def test_the_knn_monitor_runs_every_nth_epoch_on_rank_0_only():
     data = near_miss_dataset()
-    every_2 = KNNMonitor(data, np.arange(4, len(data.labels)), np.arange(4), resolution=8, k=1, temperature=0.07, every=2)
+    every_2 = KNNMonitor(HeldOut(data, np.arange(4), 8), np.arange(4, len(data.labels)), k=1, temperature=0.07, every=2)
     ran = [epoch for epoch in range(1, 7) if every_2(fake_loop(method=Pixels()), epoch)]
     assert ran == [2, 4, 6]
     assert every_2(fake_loop(method=Pixels()), 4) == {"knn_top1": 100.0}
     assert every_2(fake_loop(rank=1, world_size=2, method=Pixels()), 4) == {}
-    off = KNNMonitor(data, np.arange(4, len(data.labels)), np.arange(4), resolution=8, k=1, temperature=0.07, every=0)
+    off = KNNMonitor(HeldOut(data, np.arange(4), 8), np.arange(4, len(data.labels)), k=1, temperature=0.07, every=0)
     assert all(off(fake_loop(method=Pixels()), epoch) == {} for epoch in range(1, 4))
 
 

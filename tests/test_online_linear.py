@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from infomax.cli import main
-from infomax.engine.monitors import OnlineLinear
+from infomax.engine.monitors import HeldOut, OnlineLinear
 
 LOOP = SimpleNamespace(fabric=SimpleNamespace(world_size=1))
 
@@ -25,7 +25,7 @@ def clusters(n=600, dim=8, classes=3, seed=0):
 
 def probe_for(labels, dim=8, lr=0.1):
     dataset = SimpleNamespace(labels=labels, images=None)
-    return OnlineLinear(dataset, np.arange(10), 16, dim, lr, every=1, seed=0)
+    return OnlineLinear(HeldOut(dataset, np.arange(10), 16), dim, lr, every=1, seed=0)
 
 
 def test_it_learns_separable_features_from_the_batches_rows():
@@ -100,3 +100,45 @@ def test_a_run_stopped_mid_epoch_resumes_the_probe_exactly(tmp_path):
     assert all(torch.equal(whole[k], split[k]) for k in probe)
     assert [r["linear_top1"] for r in log(tmp_path / "whole") if "linear_top1" in r] == \
         [r["linear_top1"] for r in log(tmp_path / "split") if "linear_top1" in r]
+
+
+def test_under_ddp_the_heads_gradient_is_one_all_reduce_of_every_parameters_mean():
+    """A stand-in fabric whose all-reduce halves the gradient (another rank's zeros): the probe then moves
+    exactly as one at half the lr (SGD with momentum is linear in the gradient), in one call per step."""
+    features, labels = clusters()
+    calls = []
+
+    def halve(tensor, reduce_op):
+        calls.append((tensor.shape, reduce_op))
+        return tensor * 0.5
+
+    ddp = SimpleNamespace(fabric=SimpleNamespace(world_size=2, all_reduce=halve))
+    shared, alone = probe_for(labels, lr=0.2), probe_for(labels, lr=0.1)
+    for step in range(5):
+        rows = torch.from_numpy(np.random.default_rng(step).choice(len(labels), 64, replace=False))
+        shared.learn(ddp, {"rows": rows}, features[rows], factor=1.0)
+        alone.learn(LOOP, {"rows": rows}, features[rows], factor=1.0)
+    for (name, a), b in zip(shared.head.state_dict().items(), alone.head.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    assert calls == [(torch.Size([8 * 3 + 3]), "mean")] * 5
+
+
+def test_the_knn_monitor_and_the_probe_embed_the_held_out_rows_once_per_state(monkeypatch):
+    from infomax.engine import monitors
+
+    images = np.random.default_rng(0).integers(0, 255, (40, 8, 8, 1), dtype=np.uint8)
+    dataset = SimpleNamespace(images=images, labels=np.arange(40) % 4)
+    held_out = HeldOut(dataset, np.arange(8), 8)
+    method = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 6))
+    method.embed = lambda x: method(x)
+    calls = []
+    real = monitors.embed_eval
+    monkeypatch.setattr(monitors, "embed_eval", lambda m, imgs, *a: calls.append(len(imgs)) or real(m, imgs, *a))
+    knn = monitors.KNNMonitor(held_out, np.arange(8, 40), k=3, temperature=0.1, every=1)
+    probe = OnlineLinear(held_out, 6, 0.1, every=1, seed=0)
+    knn.score(method, "cpu"), probe.score(method, "cpu")
+    assert calls == [32, 8]  # the bank, then the held-out rows once for both
+    with torch.no_grad():
+        method[1].weight.add_(1.0)  # what an optimiser step does
+    probe.score(method, "cpu")
+    assert calls == [32, 8, 8]

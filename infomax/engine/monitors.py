@@ -45,18 +45,34 @@ def embed_eval(method, images: np.ndarray, resolution: int, device) -> torch.Ten
         method.train(was_training)
 
 
+class HeldOut:
+    """The plain view of the held-out rows, embedded in eval mode once per state of the method: the kNN monitor
+    and the online probe score the same rows after the same step, so the second reads the first's features."""
+
+    def __init__(self, dataset, rows: np.ndarray, resolution: int):
+        self.dataset, self.rows, self.resolution = dataset, np.sort(rows), resolution
+        self.labels = torch.as_tensor(np.asarray(dataset.labels)[self.rows], dtype=torch.int64)
+        self._memo = (None, None)
+
+    def features(self, method, device) -> torch.Tensor:
+        state = (id(method), tuple(t._version for t in (*method.parameters(), *method.buffers())))  # an optimiser step bumps them
+        if self._memo[0] != state:
+            self._memo = (state, embed_eval(method, self.dataset.images[self.rows], self.resolution, device))
+        return self._memo[1]
+
+
 class KNNMonitor:
     """Top-1 of a weighted kNN (cosine, k, T) from `bank` training rows to `query` held-out rows."""
 
-    def __init__(self, dataset, bank: np.ndarray, query: np.ndarray, resolution: int, k: int, temperature: float, every: int):
-        self.dataset, self.bank, self.query = dataset, np.sort(bank), np.sort(query)
-        self.resolution, self.k, self.temperature, self.every = resolution, k, temperature, every
+    def __init__(self, held_out: HeldOut, bank: np.ndarray, k: int, temperature: float, every: int):
+        self.held_out, self.dataset, self.bank = held_out, held_out.dataset, np.sort(bank)
+        self.k, self.temperature, self.every = k, temperature, every
 
     def score(self, method, device) -> float:
-        bank = embed_eval(method, self.dataset.images[self.bank], self.resolution, device)
-        query = embed_eval(method, self.dataset.images[self.query], self.resolution, device)
-        labels = torch.from_numpy(self.dataset.labels)
-        result = weighted_knn(bank, labels[self.bank], query, labels[self.query], k=self.k, temperature=self.temperature)
+        bank = embed_eval(method, self.dataset.images[self.bank], self.held_out.resolution, device)
+        query = self.held_out.features(method, device)
+        labels = torch.from_numpy(np.asarray(self.dataset.labels))
+        result = weighted_knn(bank, labels[self.bank], query, self.held_out.labels, k=self.k, temperature=self.temperature)
         return result.accuracy["top1"]
 
     def __call__(self, loop, epoch: int) -> dict:
@@ -77,13 +93,11 @@ class OnlineLinear:
     Its top-1 on the plain view of the held-out slice is logged every `every` epochs. It never touches the
     method, so turning it on or off changes no result."""
 
-    def __init__(self, dataset, query: np.ndarray, resolution: int, dim: int, lr: float, every: int, seed: int,
-                 device=None, labels: np.ndarray | None = None):
-        """`dataset.images[query]` and their labels score the head; `labels` (default dataset.labels) label the
-        rows the batches name."""
-        self.dataset, self.query, self.resolution, self.every, self.lr = dataset, np.sort(query), resolution, every, lr
-        self.labels = torch.as_tensor(np.asarray(dataset.labels if labels is None else labels), dtype=torch.int64)
-        self.query_labels = torch.as_tensor(np.asarray(dataset.labels)[self.query], dtype=torch.int64)
+    def __init__(self, held_out: HeldOut, dim: int, lr: float, every: int, seed: int, device=None,
+                 labels: np.ndarray | None = None):
+        """`held_out` scores the head; `labels` (default the held-out dataset's) label the rows the batches name."""
+        self.held_out, self.every, self.lr = held_out, every, lr
+        self.labels = torch.as_tensor(np.asarray(held_out.dataset.labels if labels is None else labels), dtype=torch.int64)
         generator = torch.Generator().manual_seed(seed)
         linear = torch.nn.Linear(dim, int(self.labels.max()) + 1)
         with torch.no_grad():
@@ -109,9 +123,11 @@ class OnlineLinear:
         loss = (each * known).sum() / known.sum().clamp_min(1)
         self.optimiser.zero_grad(set_to_none=False)
         loss.backward()
-        if loop.fabric.world_size > 1:
-            for p in self.head.parameters():
-                p.grad = loop.fabric.all_reduce(p.grad, reduce_op="mean")
+        if loop.fabric.world_size > 1:  # one all-reduce for the whole head
+            grads = [p.grad for p in self.head.parameters()]
+            mean = loop.fabric.all_reduce(torch.cat([g.flatten() for g in grads]), reduce_op="mean")
+            for g, part in zip(grads, mean.split([g.numel() for g in grads])):
+                g.copy_(part.view_as(g))
         for group in self.optimiser.param_groups:
             group["lr"] = self.lr * factor
         self.optimiser.step()
@@ -119,10 +135,10 @@ class OnlineLinear:
 
     @torch.no_grad()
     def score(self, method, device) -> float:
-        features = embed_eval(method, self.dataset.images[self.query], self.resolution, device)
+        features = self.held_out.features(method, device)
         self.head.eval()
         predicted = self.head(features.float()).argmax(dim=1).cpu()
-        return float((predicted == self.query_labels).float().mean() * 100)
+        return float((predicted == self.held_out.labels).float().mean() * 100)
 
     def __call__(self, loop, epoch: int) -> dict:
         if not self.every or epoch % self.every or loop.fabric.global_rank != 0:

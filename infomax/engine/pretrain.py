@@ -18,7 +18,7 @@ from .. import config as C
 from .. import methods
 from ..runs import loggers, rundir
 from .loop import STATE, Loop, Schedule
-from .monitors import KNNMonitor, OnlineLinear, embedding_spread, redundancy_to_alignment
+from .monitors import HeldOut, KNNMonitor, OnlineLinear, embedding_spread, redundancy_to_alignment
 from .optim import build_optimiser
 
 CONFIG = "config.yaml"
@@ -245,13 +245,12 @@ def _monitors(config: C.TrainConfig, train, bank, query, method, device) -> tupl
     if not len(query) or not (run.knn_every or run.linear_every):
         return ()
     known, bank, query = _monitor_images(config, train, bank, query) if config.data.source == "stream" else (train, bank, query)
-    monitors = []
+    monitors, held_out = [], HeldOut(known, query, config.data.resolution)
     if run.knn_every and len(bank) >= run.knn_k:
-        monitors.append(KNNMonitor(known, bank, query, config.data.resolution, run.knn_k, run.knn_temperature, run.knn_every))
+        monitors.append(KNNMonitor(held_out, bank, run.knn_k, run.knn_temperature, run.knn_every))
     if run.linear_every and "backbone" in getattr(method, "embeddings", ()):
         labels = train.labels  # every training row's label; `known` holds the monitor's rows only
-        monitors.append(OnlineLinear(known, query, config.data.resolution, method.encoder.dim, run.linear_lr,
-                                     run.linear_every, run.seed, device, labels=labels))
+        monitors.append(OnlineLinear(held_out, method.encoder.dim, run.linear_lr, run.linear_every, run.seed, device, labels=labels))
     return tuple(monitors)
 
 
