@@ -23,7 +23,8 @@ from _timing import machine  # noqa: E402
 
 from infomax import methods as M  # noqa: E402
 from infomax.data.dataset import load_dataset  # noqa: E402
-from infomax.engine.pretrain import native_precision, pretrain  # noqa: E402
+from infomax.engine.pretrain import pretrain  # noqa: E402
+from infomax.precision import native_precision  # noqa: E402
 from infomax.eval.linear import linear_probe  # noqa: E402
 from infomax.models.registry import load_encoder  # noqa: E402
 

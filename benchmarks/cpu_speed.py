@@ -12,6 +12,7 @@ loss, cosine of the flattened gradient), so a faster setting that computes somet
 
     python benchmarks/cpu_speed.py                 # -> benchmarks/results/cpu_speed.{md,json}
     python benchmarks/cpu_speed.py --quick         # 2 timed rounds, no compile: a smoke run
+    python benchmarks/cpu_speed.py --models efficientnet-lite0 --append   # one model added to the committed results
 """
 from __future__ import annotations
 
@@ -133,16 +134,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--models", default=",".join(MODELS))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--append", action="store_true", help="add --models to the committed results (each keeps its machine line)")
     args = parser.parse_args()
     rounds = 2 if args.quick else args.rounds
     cores = torch.get_num_threads()
     report = {"machine": machine(torch.device("cpu")), "batch": args.batch, "rounds": rounds, "models": {}}
+    if args.append and (RESULTS / "cpu_speed.json").exists():
+        report = json.loads((RESULTS / "cpu_speed.json").read_text())
     for model in args.models.split(","):
         batch = 128 if not MODELS[model][2] else 64 if model == "vit-tiny" else args.batch
         plain = {name: (cl, bf, False) for name, (cl, bf) in OPTIONS.items()}
         rows = compare(model, plain, batch, rounds, cores)
         best = max(rows, key=lambda n: rows[n]["images_per_s"])
-        entry = {"options": rows, "best": best, "batch_size": batch}
+        entry = {"options": rows, "best": best, "batch_size": batch, "machine": machine(torch.device("cpu")), "rounds": rounds}
         if not args.quick:
             cl, bf = OPTIONS[best]
             entry["compile"] = compare(model, {best: (cl, bf, False), f"{best}+compile": (cl, bf, True),
@@ -170,8 +174,12 @@ def write(report: dict) -> None:
              "Rerun: `python benchmarks/cpu_speed.py`.", ""]
     for model, entry in report["models"].items():
         fp32 = entry["options"]["fp32"]["images_per_s"]
-        lines += [f"## {model} (batch {entry['batch_size']})", "", "| option | images/s | vs fp32 | loss rel. error | grad cosine | warm-up (s) |",
-                  "|---|---|---|---|---|---|"]
+        lines += [f"## {model} (batch {entry['batch_size']})", ""]
+        own = entry.get("machine", m)
+        if own.get("date") != m["date"]:  # measured in another invocation (--append)
+            lines += [f"Measured {own['date']} on {own['cpu']}, load average {own['load_average_1min']} at its start, "
+                      f"median of {entry.get('rounds', report['rounds'])} rounds.", ""]
+        lines += ["| option | images/s | vs fp32 | loss rel. error | grad cosine | warm-up (s) |", "|---|---|---|---|---|---|"]
         for section in ("options", "compile"):
             for name, r in entry.get(section, {}).items():
                 if section == "compile" and name == "fp32":

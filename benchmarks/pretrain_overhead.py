@@ -28,7 +28,7 @@ from _timing import machine, sync  # noqa: E402
 
 from infomax import config as C, methods  # noqa: E402
 from infomax.data.batches import ViewBatches  # noqa: E402
-from infomax.engine.pretrain import native_precision  # noqa: E402
+from infomax.precision import native_precision  # noqa: E402
 from infomax.data.dataset import load_dataset  # noqa: E402
 from infomax.data.views import get_view_set  # noqa: E402
 from infomax.engine.loop import Loop, Schedule  # noqa: E402

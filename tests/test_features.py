@@ -27,14 +27,16 @@ def _extract(encoder, dataset, tmp_path, **kwargs):
     return extract_features(encoder, dataset, **{**options, **kwargs})
 
 
-def test_plain_view_matches_the_encoder_and_augmented_view_differs(encoder, toy, tmp_path):
-    features = _extract(encoder, toy, tmp_path)
+@pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
+def test_plain_view_matches_the_encoder_and_augmented_view_differs(encoder, toy, tmp_path, precision):
+    features = _extract(encoder, toy, tmp_path, precision=precision)
     assert features.num_views == 2 and features.pooled(1).shape == (40, encoder.dim) and features.pooled(0).dtype == np.float16
-    with torch.no_grad():
+    assert features.manifest.get("precision", "32-true") == precision
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16-mixed"):
         direct = encoder(center_resize(to_float_images(torch.from_numpy(toy.images)), 16))
-    torch.testing.assert_close(features.load(slice(None), 0)[1], direct.pooled, atol=2e-3, rtol=2e-3)
+    torch.testing.assert_close(features.load(slice(None), 0)[1], direct.pooled.float(), atol=2e-3, rtol=2e-3)
     assert features.load([0], 1)[0].shape[1] == direct.tokens.shape[1]
-    assert not torch.allclose(features.load(slice(None), 1)[1], direct.pooled, atol=1e-2)
+    assert not torch.allclose(features.load(slice(None), 1)[1], direct.pooled.float(), atol=1e-2)
     assert np.array_equal(features.labels, toy.labels) and features.classes == list("abcd")
 
 
@@ -169,3 +171,17 @@ def test_an_entry_with_more_views_serves_a_request_for_fewer(encoder, toy, tmp_p
     assert np.array_equal(one.pooled(1), fresh.pooled(1)) and np.array_equal(one.pooled(1), three.pooled(1))
     with pytest.raises(RuntimeError, match="extracted again"):  # another seed is another set of views
         _extract(encoder, toy, tmp_path, views=1, seed=7)
+
+
+def test_auto_precision_is_the_devices_native_one_and_each_precision_has_its_own_entry(encoder, toy, tmp_path, monkeypatch):
+    from infomax import precision
+
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: {"avx512_bf16"})
+    native = _extract(encoder, toy, tmp_path, views=0, precision="auto")
+    fp32 = _extract(encoder, toy, tmp_path, views=0, precision="32-true")
+    assert native.manifest["precision"] == "bf16-mixed" and "precision" not in fp32.manifest  # fp32 keys stay as before
+    assert native.folders != fp32.folders
+    monkeypatch.setattr(precision, "_cpu_flags", lambda: set())
+    assert _extract(encoder, toy, tmp_path, views=0, precision="auto").folders == fp32.folders
+    with pytest.raises(ValueError, match="auto, 32-true or bf16-mixed"):
+        _extract(encoder, toy, tmp_path, precision="16-mixed")

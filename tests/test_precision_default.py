@@ -3,7 +3,7 @@ elsewhere; the run's config.yaml records the choice, so a resume runs what the r
 import yaml
 
 from infomax.cli import main
-from infomax.engine import pretrain as P
+from infomax import precision as P
 
 TINY = ["--dataset", "digits", "--batch-size", "64", "--set", "model.options.width=8", "--set", "method.projector_hidden=32",
         "--set", "method.projector_out=32", "--set", "run.knn_every=0", "--set", "data.holdout=200"]

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models.base import Encoder, fingerprint
+from ..precision import native_precision
 from .augment import center_resize, to_float_images
 from .dataset import Dataset
 from .root import cache_root
@@ -122,13 +123,16 @@ def base_spec(encoder: Encoder, dataset: Dataset, resolution: int) -> dict:
 
 def extract_features(encoder: Encoder, dataset: Dataset, *, resolution: int | None = None, views: int = 1,
                      augment: ViewSpec | None = None, seed: int = 0, token_grid: int | None = 0, batch_size: int = 256,
-                     device: str | torch.device = "cpu", cache_dir: Path | None = None, progress: bool = True) -> Features:
+                     device: str | torch.device = "cpu", cache_dir: Path | None = None, progress: bool = True,
+                     precision: str = "auto") -> Features:
     """Features of every image of `dataset`, from the cache when there, else computed and cached.
 
     The plain view and the K augmented views are separate cache entries, so evaluation (plain
     only) and fine-tuning (plain + augmented) share the plain one. token_grid: 0 stores no
     tokens, None the encoder's native grid, G an average-pooled G x G grid; an entry holding
-    tokens also serves requests without them.
+    tokens also serves requests without them. precision: "auto" runs the backbone under bf16 autocast where
+    the device computes bf16 natively (1.7x EfficientNet-Lite0's fp32 forward on this project's CPUs,
+    benchmarks/results/feature_precision.md), "32-true" in fp32.
     """
     resolution = resolution or default_resolution(encoder, dataset)
     if views < 0 or isinstance(views, bool):
@@ -138,6 +142,11 @@ def extract_features(encoder: Encoder, dataset: Dataset, *, resolution: int | No
     if token_grid and encoder.token_dim is None:
         raise ValueError(f"encoder {encoder.name!r} has no tokens; use token_grid=0.")
     base = base_spec(encoder, dataset, resolution)
+    precision = native_precision(torch.device(device).type) if precision == "auto" else precision
+    if precision not in ("32-true", "bf16-mixed"):
+        raise ValueError(f"feature precision must be auto, 32-true or bf16-mixed, got {precision!r}.")
+    if precision != "32-true":  # fp32 entries keep the keys they had before precision was a choice
+        base["precision"] = precision
     specs = [{**base, "group": "plain", "views": 1}]
     if views:  # augmented views are drawn per chunk, so the chunk size is part of what they are
         specs.append({**base, "group": "augmented", "views": views, "seed": seed, "augment": dataclasses.asdict(augment), "chunk": batch_size})
@@ -282,7 +291,8 @@ class _Extraction:
     def _forward(self, images: torch.Tensor, augmented: bool, generator: torch.Generator | None):
         x = to_float_images(images.to(self.device), channels=None)
         x = make_view(x, self.augment, generator) if augmented else center_resize(x, self.spec["resolution"])
-        pooled, tokens = self.encoder(x)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.spec.get("precision") == "bf16-mixed"):
+            pooled, tokens = self.encoder(x)
         grid = self.spec["token_grid"]
         tokens = None if grid == 0 or tokens is None else pool_tokens(tokens, grid).half().cpu()
         return tokens, pooled.half().cpu()

@@ -30,7 +30,8 @@ from ..data.features import Features, extract_features
 from ..data.subsets import DualSampler, balanced_subset, read_labels_file, save_subset
 from ..methods.fewlabel import FEWLABEL, HEADS, TwinTurboHead
 from ..runs import loggers, rundir
-from .pretrain import CONFIG, RESUMABLE as PRETRAIN_RESUMABLE, check_resume, native_precision
+from ..precision import native_precision
+from .pretrain import CONFIG, RESUMABLE as PRETRAIN_RESUMABLE, check_resume
 
 # The words of finetune's and ablate's flags (and of runs written before the config tree) -> the tree's keys.
 FLAGS = {
@@ -307,6 +308,7 @@ def save_head(trainer: Trainer, path: Path, channels: int) -> None:
 
     features = trainer.prepared.train
     spec = {k: features.manifest[k] for k in ("resolution", "encoder_config", "weights")}
+    spec["precision"] = features.manifest.get("precision", "32-true")  # predict runs the backbone as the cache did
     spec.update(token_grid=trainer.config.finetune.cache_grid, token_dim=features.token_dim, dim=features.dim, channels=channels)
     record = {"config": C.to_dict(trainer.config), "classes": features.classes, "features": spec}
     rundir.save_tensors(path, trainer.method.state_dict(), {"infomax_finetune": json.dumps(record)})

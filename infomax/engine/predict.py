@@ -85,7 +85,9 @@ def predict(run: Path, paths: list[str]):
         if spec["channels"] == 1:  # a grey dataset: show the model a grey image, as in training
             image = np.round(image @ np.array([0.299, 0.587, 0.114])).astype(np.uint8)[..., None]
         x = center_resize(to_float_images(torch.from_numpy(image)[None], channels=None), spec["resolution"])
-        pooled, tokens = encoder(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=spec.get("precision") == "bf16-mixed"):
+            pooled, tokens = encoder(x)
+        pooled, tokens = pooled.float(), None if tokens is None else tokens.float()
         tokens = pool_tokens(tokens, spec["token_grid"]) if spec["token_dim"] is not None else None
         probabilities = method.predict(tokens, pooled)[0]
         best = int(probabilities.argmax())
