@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import sys
 import time
@@ -129,7 +130,7 @@ def summarise(values: list[float]) -> str:
 def render(data: dict) -> str:
     start = data["args"].get("init", "efficientnet-lite0")
     title = "EfficientNet-Lite0 (ImageNet)" if start == "efficientnet-lite0" else f"the {data['args']['base']} run {start}"
-    rerun = " ".join(a for a in data["args"].get("argv", []) if a) or "python benchmarks/e2mc.py"
+    rerun = shlex.join(data["args"].get("argv", [])) or "python benchmarks/e2mc.py"
     lines = [f"# E2MC continued pre-training of {title}, base {data['args']['base']}", "",
              f"{data['machine']['cpu']}, {data['machine']['torch_threads']} threads, torch {data['machine']['torch']}, "
              f"{data['machine']['date']}; rerun: `{rerun}`.", "",
@@ -189,7 +190,8 @@ def main() -> None:
             "protocol": f"from {args.init}: " + (f"blocks before {args.train_from} frozen, {args.cached_views} cached augmented "
                         "views per image and view, " if args.train_from else "the whole network on fresh augmentations, ")
                         + f"{args.train_images or 'all'} training images, batch {args.batch_size}, {args.epochs} epochs at "
-                        f"{args.lr_scale} x the {args.base}-cpu recipe's lr (constant, no warm-up), the add-ons' paper weights."}
+                        f"{args.lr_scale} x the lr of " + ("the run's own recipe" if Path(args.init).is_dir() else f"the {args.base}-cpu recipe")
+                        + " (constant, no warm-up), the add-ons' paper weights."}
     if args.init != "efficientnet-lite0" or not args.train_from:
         args.timing = 0  # the whole-vs-tail timing is of EfficientNet-Lite0's tail protocol
     args.earlier = {}
