@@ -83,7 +83,6 @@ def test_before_and_after_features_are_the_eval_mode_encoders_and_leave_batch_no
     from infomax.engine.continued import _Data, _Source, resolve
 
     monkeypatch.setenv("INFOMAX_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr("infomax.precision._cpu_flags", lambda: set())  # fp32 features, compared with an fp32 forward
     start = save_encoder(trained_looking_encoder(), tmp_path / "encoder.safetensors")
     continued = {"train_from": train_from, "cached_views": 1, "train_images": 64}
     config = resolve(init=str(start), method="vicreg", recipe=None, addons=[], sets=HEADS,

@@ -124,15 +124,16 @@ def base_spec(encoder: Encoder, dataset: Dataset, resolution: int) -> dict:
 def extract_features(encoder: Encoder, dataset: Dataset, *, resolution: int | None = None, views: int = 1,
                      augment: ViewSpec | None = None, seed: int = 0, token_grid: int | None = 0, batch_size: int = 256,
                      device: str | torch.device = "cpu", cache_dir: Path | None = None, progress: bool = True,
-                     precision: str = "auto") -> Features:
+                     precision: str = "32-true") -> Features:
     """Features of every image of `dataset`, from the cache when there, else computed and cached.
 
     The plain view and the K augmented views are separate cache entries, so evaluation (plain
     only) and fine-tuning (plain + augmented) share the plain one. token_grid: 0 stores no
     tokens, None the encoder's native grid, G an average-pooled G x G grid; an entry holding
-    tokens also serves requests without them. precision: "auto" runs the backbone under bf16 autocast where
-    the device computes bf16 natively (1.7x EfficientNet-Lite0's fp32 forward on this project's CPUs,
-    benchmarks/results/feature_precision.md), "32-true" in fp32.
+    tokens also serves requests without them. precision: "32-true" (the default: evaluation measures in fp32,
+    as every committed table did), or "auto": bf16 autocast where the device computes bf16 natively, 1.7x
+    EfficientNet-Lite0's fp32 forward on this project's CPUs, which finetune's training cache takes
+    (benchmarks/results/feature_precision.md: what it changes in kNN and linear accuracy).
     """
     resolution = resolution or default_resolution(encoder, dataset)
     if views < 0 or isinstance(views, bool):

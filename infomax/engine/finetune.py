@@ -169,7 +169,7 @@ def prepare_features(config: C.TrainConfig, progress: bool = True) -> Prepared:
         raise ValueError(f"{missing} finetune scores the head on a test split: lay the images out as train/CLASS/... and "
                          "test/CLASS/... (a few per class are enough).") from None
     common = {"resolution": data.resolution, "token_grid": f.cache_grid, "batch_size": f.feature_batch,
-              "progress": progress, "device": resolve_device(config.run.accelerator)}
+              "progress": progress, "device": resolve_device(config.run.accelerator), "precision": "auto"}
     # Token crops are cut from the plain view's full token map, so that one is stored at the native grid.
     train_views = {"views": 0, "token_grid": None} if f.augmentation == "tokens" else {"views": f.cached_views}
     train = extract_features(encoder, train_set, seed=0, **{**common, **train_views}).in_memory()
