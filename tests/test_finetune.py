@@ -301,36 +301,38 @@ def test_train_seconds_add_up_over_a_resume(backbone, tmp_path):
     assert both["train_seconds"] > first["train_seconds"] > 0
 
 
-def test_a_run_written_before_the_config_tree_still_predicts(tmp_path, capsys, monkeypatch):
-    """tests/fixtures/finetune_v1: a finished run of the flat FinetuneConfig (config.json), with the predictions
-    it gave then; its head records the encoder's path of that time, so the fixture's copy is put there."""
-    import shutil
+def test_a_run_written_before_the_config_tree_still_predicts(backbone, tmp_path, capsys):
+    """tests/fixtures/finetune_v1_record.json: what the flat FinetuneConfig wrote into head.safetensors. The same
+    weights saved with that record and with today's config tree predict alike, and the record reads into the tree."""
     from pathlib import Path
 
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    fixture = Path(__file__).parent / "fixtures" / "finetune_v1"
-    monkeypatch.setenv("INFOMAX_CACHE", str(tmp_path / "cache"))
-    with safe_open(str(fixture / "head.safetensors"), framework="pt") as f:
-        metadata, tensors = dict(f.metadata()), {k: f.get_tensor(k) for k in f.keys()}
-    record = json.loads(metadata["infomax_finetune"])
-    assert "method" in record["config"] and not isinstance(record["config"]["method"], dict)  # the flat settings
-    encoder = tmp_path / "encoder.safetensors"
-    shutil.copy(fixture / "encoder.safetensors", encoder)
-    record["config"]["backbone"] = str(encoder)
-    (tmp_path / "run").mkdir()
-    save_file(tensors, tmp_path / "run" / "head.safetensors", {"infomax_finetune": json.dumps(record)})
-    assert main(["predict", "--run", str(tmp_path / "run"), str(fixture / "images")]) == 0
-    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    expected = json.loads((fixture / "expected.json").read_text())["predictions"]
-    assert [(Path(r["image"]).name, r["class"]) for r in rows] == [(e["image"], e["class"]) for e in expected]
-    assert [r["probability"] for r in rows] == pytest.approx([e["probability"] for e in expected], abs=2e-4)
     from infomax.engine.predict import run_config
+    from infomax.models import fingerprint
+    from infomax.models.registry import load_encoder
+    from infomax.runs.rundir import save_tensors
 
+    record = json.loads((Path(__file__).parent / "fixtures" / "finetune_v1_record.json").read_text())
+    record.pop("written_by")
+    assert "method" in record["config"] and not isinstance(record["config"]["method"], dict)  # the flat settings
+    record["config"]["backbone"] = backbone
+    record["features"]["weights"] = fingerprint(load_encoder(backbone))
     config = run_config(record["config"])  # read through finetune's flag words into today's tree
     assert (config.finetune.token_grid, config.finetune.latent_dim, config.data.resolution, config.run.seed) == (2, 16, 16, 42)
     assert config.method.lambda_critic == 3.0 and config.optim.lr == 3e-3
+    spec = record["features"]
+    torch.manual_seed(0)
+    method = finetune_module.build_method(config, spec["token_dim"], spec["dim"], len(record["classes"]))
+    test = load_dataset("digits", "test")
+    (tmp_path / "images").mkdir()
+    for i in range(6):
+        (tmp_path / "images" / f"{i}.png").write_bytes(save_png(test.images[i]))
+    rows = {}
+    for name, recorded in (("old", record), ("new", {**record, "config": C.to_dict(config)})):
+        (tmp_path / name).mkdir()
+        save_tensors(tmp_path / name / "head.safetensors", method.state_dict(), {"infomax_finetune": json.dumps(recorded)})
+        assert main(["predict", "--run", str(tmp_path / name), str(tmp_path / "images")]) == 0
+        rows[name] = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows["old"]) == 6 and rows["old"] == rows["new"]
     fixmatch = run_config({**record["config"], "method": "fixmatch"})  # TwinTURBO's weights dropped, not refused
     assert fixmatch.method_name == "fixmatch" and fixmatch.method.threshold == 0.95
 
