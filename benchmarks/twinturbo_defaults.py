@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import machine  # noqa: E402
-from twinturbo import SHARED, RESOLUTION  # noqa: E402
+from twinturbo import SHARED, RESOLUTION, fp32_features  # noqa: E402
 
 from infomax.engine.finetune import BASELINE, configure, finetune, prepare_features, variant, with_settings, words_of  # noqa: E402
 
@@ -73,7 +73,8 @@ def main() -> None:
     if not args.render_only:
         for dataset in args.datasets.split(","):  # one file per dataset, so that datasets can run side by side
             run_grid(args, dataset, RESULTS / f"twinturbo_defaults_{dataset}.json")
-    render({k: v for path in sorted(RESULTS.glob("twinturbo_defaults_*.json")) for k, v in json.loads(path.read_text())["runs"].items()})
+    records = [json.loads(path.read_text()) for path in sorted(RESULTS.glob("twinturbo_defaults_*.json"))]
+    render({k: v for r in records for k, v in r["runs"].items()}, all(r.get("feature_precision") == "auto" for r in records))
 
 
 def run_grid(args, dataset: str, path: Path) -> None:
@@ -98,17 +99,18 @@ def run_grid(args, dataset: str, path: Path) -> None:
                 record["runs"][key] = {"val_top1": metrics["val_top1"], "steps": metrics["steps"], "seconds": time.perf_counter() - started,
                                        "variant": variant(config), "overrides": CANDIDATES.get(name, BASELINE)}
                 print(f"[defaults] {key}: val {metrics['val_top1']:.2f}", flush=True)
-                record.update(machine=machine(torch.device("cpu")), shipped=words_of(configure()))
+                record.update(machine=machine(torch.device("cpu")), shipped=words_of(configure()), feature_precision="auto")
                 path.write_text(json.dumps(record, indent=1))
 
 
-def render(runs: dict) -> None:
+def render(runs: dict, native_features: bool) -> None:
     points = sorted({tuple(k.split("|")[:3]) for k in runs}, key=lambda p: (p[0], int(p[1]), int(p[2])))
     names = list(dict.fromkeys(k.split("|")[3] for k in runs if not k.endswith("|baseline")))
     header = " | ".join(f"{d} {n}{'' if s == '42' else f' s{s}'}" for d, n, s in points)
     lines = ["# TwinTURBO defaults across datasets and label counts (validation split only)", "",
              "Validation top-1 % minus the cat-cross baseline's on the same labels (10% of each training set, never the test split). "
              "The baseline row gives its own accuracy. Rerun: `python benchmarks/twinturbo_defaults.py`.", "",
+             *fp32_features({"feature_precision": "auto" if native_features else None}),
              f"| setting | {header} | worst | mean |", "|---|" + "---|" * (len(points) + 2)]
     base = {p: runs.get("|".join((*p, "baseline")), {}).get("val_top1") for p in points}
     lines.append("| baseline (accuracy) | " + " | ".join(f"{base[p]:.2f}" if base[p] is not None else "-" for p in points) + " | | |")

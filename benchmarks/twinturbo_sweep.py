@@ -18,7 +18,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import machine  # noqa: E402
-from twinturbo import SHARED, settings  # noqa: E402
+from twinturbo import SHARED, fp32_features, settings  # noqa: E402
 
 from infomax.engine.finetune import configure, finetune, prepare_features, with_settings  # noqa: E402
 
@@ -69,7 +69,7 @@ def run_grid(args: argparse.Namespace, record: dict) -> None:
         metrics = finetune(config, Path(args.work) / args.dataset / name.replace(" ", "-"), overwrite=True, prepared=prepared, report=False)
         record["runs"][name] = {"overrides": GRID[name], "val_top1": metrics["val_top1"], "seconds": time.perf_counter() - started}
         print(f"[sweep] {name}: val {metrics['val_top1']:.2f} ({time.perf_counter() - started:.0f} s)", flush=True)
-    record.update(machine=machine(torch.device("cpu")), settings={**settings(args.dataset), **BASE, "labels": args.labels, "seed": args.seed})
+    record.update(machine=machine(torch.device("cpu")), settings={**settings(args.dataset), **BASE, "labels": args.labels, "seed": args.seed, "feature_precision": "auto"})
 
 
 def render(record: dict, dataset: str, stem: Path) -> None:
@@ -79,7 +79,7 @@ def render(record: dict, dataset: str, stem: Path) -> None:
              f"Validation top-1 % (10% of the training set, never the test split). Base: `{settings_text}`. "
              f"Rerun: `python benchmarks/twinturbo_sweep.py --dataset {dataset}`. "
              "Seconds are wall time on a shared 2-core machine, some runs beside other work: not a speed measurement.", "",
-             "| setting | val top-1 | seconds |", "|---|---|---|"]
+             *fp32_features(record["settings"]), "| setting | val top-1 | seconds |", "|---|---|---|"]
     lines += [f"| {n} | {r['val_top1']:.2f} | {r['seconds']:.0f} |" for n, r in sorted(record["runs"].items(), key=lambda kv: -kv[1]["val_top1"])]
     Path(f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -251,7 +251,7 @@ class TrainConfig:
 
 # ---------------------------------------------------------------- typed building
 
-def _nearest(key: str, valid) -> str:
+def nearest(key: str, valid) -> str:
     close = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.5)
     return f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(valid))}"
 
@@ -316,7 +316,7 @@ def build(cls, values: dict, where: str):
     names = [f.name for f in dataclasses.fields(cls)]
     unknown = [k for k in values if k not in names]
     if unknown:
-        raise ConfigError(f"unknown setting {where}.{unknown[0]}{_nearest(unknown[0], names)}")
+        raise ConfigError(f"unknown setting {where}.{unknown[0]}{nearest(unknown[0], names)}")
     return cls(**{k: coerce(v, hints[k], f"{where}.{k}") for k, v in values.items()})
 
 
@@ -326,7 +326,7 @@ def build_config(tree: dict) -> TrainConfig:
     tree = dict(tree)
     unknown = [k for k in tree if k not in ("method", *SECTIONS, *EXTRA)]
     if unknown:
-        raise ConfigError(f"unknown section {unknown[0]!r}{_nearest(unknown[0], ['method', *SECTIONS, *EXTRA])}")
+        raise ConfigError(f"unknown section {unknown[0]!r}{nearest(unknown[0], ['method', *SECTIONS, *EXTRA])}")
     addons = tree.get("addons") or []
     if not isinstance(addons, list) or not all(isinstance(a, dict) and "name" in a for a in addons):
         raise ConfigError(f"addons must be a list of mappings with a name, e.g. [{{name: e2mc, beta: 1}}]; got {addons!r}.")
@@ -377,7 +377,7 @@ def load_recipe(name_or_file: str) -> dict:
     if not (path.suffix in (".yaml", ".yml") and path.is_file()):
         path = RECIPES / f"{name_or_file}.yaml"
         if not path.is_file():
-            raise ConfigError(f"unknown recipe {name_or_file!r}{_nearest(str(name_or_file), recipe_names())} "
+            raise ConfigError(f"unknown recipe {name_or_file!r}{nearest(str(name_or_file), recipe_names())} "
                               "(or pass a .yaml file); `infomax recipes` lists them.")
     try:
         tree = yaml.safe_load(path.read_text()) or {}

@@ -31,6 +31,7 @@ from ..data.subsets import DualSampler, balanced_subset, read_labels_file, save_
 from ..methods.fewlabel import FEWLABEL, HEADS, TwinTurboHead
 from ..runs import loggers, rundir
 from ..precision import native_precision
+from .optim import build_optimiser
 from .pretrain import CONFIG, RESUMABLE as PRETRAIN_RESUMABLE, check_resume
 
 # The words of finetune's and ablate's flags (and of runs written before the config tree) -> the tree's keys.
@@ -97,7 +98,7 @@ def words_of(config: C.TrainConfig) -> dict:
 def apply(tree: dict, words: dict, sets=()) -> dict:
     unknown = [w for w in words if w not in FLAGS]
     if unknown:
-        raise ValueError(f"unknown finetune setting {unknown[0]!r}{C._nearest(unknown[0], FLAGS)}")
+        raise ValueError(f"unknown finetune setting {unknown[0]!r}{C.nearest(unknown[0], FLAGS)}")
     tree = {k: dict(v) if isinstance(v, dict) else v for k, v in tree.items()}
     tree["finetune"] = dict(tree.get("finetune") or {})
     if words.get("method") and words["method"] != (tree.get("method") or {}).get("name"):
@@ -208,8 +209,6 @@ class Trainer:
             sample = np.sort(np.random.default_rng(0).permutation(prepared.pool)[:10_000])
             tokens, pooled = prepared.train.load(sample, 0, tokens=token_dim is not None)
             self.method.head.set_input_statistics(pooled, to_grid(tokens, f.cache_grid))
-        from .optim import build_optimiser
-
         self.optimisers = {stage: build_optimiser(self.method.stage_parameters(stage), config.optim) for stage in self.method.stages}
         per_epoch = len(self.sampler)
         total = run_epochs(config, per_epoch) * per_epoch

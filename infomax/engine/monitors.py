@@ -61,8 +61,28 @@ class HeldOut:
         return self._memo[1]
 
 
-class KNNMonitor:
+class EpochScore:
+    """A top-1 on the held-out rows, logged as KEY_top1 every `every` epochs (rank 0) and KEY_top1_holdout at the end."""
+
+    key: str
+    every: int
+
+    def score(self, method, device) -> float:
+        raise NotImplementedError
+
+    def __call__(self, loop, epoch: int) -> dict:
+        if not self.every or epoch % self.every or loop.fabric.global_rank != 0:
+            return {}
+        return {f"{self.key}_top1": self.score(loop.method, loop.fabric.device)}
+
+    def final(self, method, device) -> dict:
+        return {f"{self.key}_top1_holdout": self.score(method, device)} if self.every else {}
+
+
+class KNNMonitor(EpochScore):
     """Top-1 of a weighted kNN (cosine, k, T) from `bank` training rows to `query` held-out rows."""
+
+    key = "knn"
 
     def __init__(self, held_out: HeldOut, bank: np.ndarray, k: int, temperature: float, every: int):
         self.held_out, self.dataset, self.bank = held_out, held_out.dataset, np.sort(bank)
@@ -75,16 +95,8 @@ class KNNMonitor:
         result = weighted_knn(bank, labels[self.bank], query, self.held_out.labels, k=self.k, temperature=self.temperature)
         return result.accuracy["top1"]
 
-    def __call__(self, loop, epoch: int) -> dict:
-        if not self.every or epoch % self.every or loop.fabric.global_rank != 0:
-            return {}
-        return {"knn_top1": self.score(loop.method, loop.fabric.device)}
 
-    def final(self, method, device) -> dict:
-        return {"knn_top1_holdout": self.score(method, device)} if self.every else {}
-
-
-class OnlineLinear:
+class OnlineLinear(EpochScore):
     """solo-learn's online linear classifier: a linear head on the detached backbone features of each step's
     first view, trained on the batch's labelled rows with its own SGD (lr `lr` on the run's lr schedule,
     momentum 0.9, no weight decay: solo-learn's classifier_lr 0.1 in its CIFAR configs), its gradient averaged
@@ -92,6 +104,8 @@ class OnlineLinear:
     linear probe, He et al. 2022, App. A.2: raw features of very different scales otherwise learn slowly).
     Its top-1 on the plain view of the held-out slice is logged every `every` epochs. It never touches the
     method, so turning it on or off changes no result."""
+
+    key = "linear"
 
     def __init__(self, held_out: HeldOut, dim: int, lr: float, every: int, seed: int, device=None,
                  labels: np.ndarray | None = None):
@@ -139,14 +153,6 @@ class OnlineLinear:
         self.head.eval()
         predicted = self.head(features.float()).argmax(dim=1).cpu()
         return float((predicted == self.held_out.labels).float().mean() * 100)
-
-    def __call__(self, loop, epoch: int) -> dict:
-        if not self.every or epoch % self.every or loop.fabric.global_rank != 0:
-            return {}
-        return {"linear_top1": self.score(loop.method, loop.fabric.device)}
-
-    def final(self, method, device) -> dict:
-        return {"linear_top1_holdout": self.score(method, device)} if self.every else {}
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         state = {k: v.detach().cpu() for k, v in self.head.state_dict().items()}
