@@ -413,10 +413,10 @@ def add_finetune(verbs) -> None:
     a.set_defaults(handler=_ablate)
     p = verbs.add_parser("finetune", help="TwinTURBO on a frozen backbone with few labels", description=text)
     add_training_options(p)
-    p.add_argument("--labels", type=int, help="labelled images, balanced over classes (the recipes': 100)")
+    p.add_argument("--labels", type=int, help="labelled images, balanced over classes (default: the recipe's)")
     p.add_argument("--labels-file", dest="labels_file", metavar="CSV",
                    help="`image,class` lines (training-split row, class name or id) instead of a balanced draw")
-    p.add_argument("--seed", type=int, help="seeds the labelled draw and the head (the recipes': 42)")
+    p.add_argument("--seed", type=int, help="seeds the labelled draw and the head (default: the recipe's)")
     p.add_argument("--method", choices=["twinturbo", "fixmatch"], help="the head's loss; its recipe is METHOD-cpu unless --recipe")
     p.add_argument("--task-loss", dest="task_loss", choices=["cat-cross", "cat-twin", "bin-cross"])
     p.add_argument("--rescale", choices=["softmax", "sigmoid"])
