@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _budget import TestProbe, at_time, config_for, pilot_cpu_per_step  # noqa: E402
-from _timing import machine  # noqa: E402
+from _timing import cpu_model, machine  # noqa: E402
 
 from infomax import methods as M  # noqa: E402
 from infomax.data.dataset import load_dataset  # noqa: E402
@@ -72,7 +72,7 @@ def one_run(method: str, seed: int, steps: int, train, test, args, sets: tuple[s
     result = pretrain(config, out, resume=resume, overwrite=not resume, watch=(probe,))
     linear = [p for p in probe.points if "linear_top1" in p]
     return {"method": method, "seed": seed, "steps": steps, "curve": probe.points, "train_seconds": result["train_seconds"],
-            "precision": config.run.precision, "linear_top1": linear[-1]["linear_top1"] if linear else _final_linear(out, method, config, probe)}
+            "precision": config.run.precision, "cpu": cpu_model(), "linear_top1": linear[-1]["linear_top1"] if linear else _final_linear(out, method, config, probe)}
 
 
 def _started_steps(out: Path) -> int | None:
@@ -164,11 +164,17 @@ def write(stem: Path, record: dict) -> None:
     planned = record.get("planned", {"methods": sorted(by_method), "seeds": seeds})
     missing = [f"{m} seed {s}" for s in planned["seeds"] for m in planned["methods"] if (m, s) not in {(r["method"], r["seed"]) for r in runs}]
     precisions = sorted({r.get("precision", "32-true") for r in runs})
+    cpus = {r.get("cpu", facts["cpu"]) for r in runs}
     lines = [f"# {len(planned['methods'])} pretraining methods at one CPU budget (CIFAR-10, CPU recipes){' (PARTIAL)' if missing else ''}", "",
              f"{facts['cpu']}, {facts['torch_threads']} threads, {facts['date']}; budget {budget:.0f} process CPU-seconds "
              f"of training per run (steps set from a pilot); precision {', '.join(precisions)}; seeds {', '.join(map(str, seeds))}. "
              "kNN (k=20, T=0.07) and a linear probe from 10,000 training images to the 10,000 test images, encoder in eval mode. "
              f"Rerun: `python benchmarks/pretrain_leaderboard.py --budget {budget:.0f} --stem {stem.name}`.", ""]
+    if len(cpus) > 1:
+        where = {c: ", ".join(f"{r['method']}-{r['seed']}" for r in runs if r.get("cpu", facts["cpu"]) == c) for c in sorted(cpus)}
+        lines += [f"Runs came from {len(cpus)} CPU models ({'; '.join(f'{c}: {names}' for c, names in where.items())}). "
+                  "Every run's step count comes from the pilots on the first machine, so the step axis and the final scores compare; "
+                  "the CPU-seconds axis and the wall times are each machine's own.", ""]
     if missing:
         lines += [f"**Partial**: {len(missing)} planned run(s) not done yet: {', '.join(missing)}. "
                   f"Continue with `--append --budget {budget:.0f} --stem {stem.name}`.", ""]
