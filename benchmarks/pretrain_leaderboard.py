@@ -56,6 +56,7 @@ BATCH = 256  # the CPU recipes' batch: images seen = steps x BATCH
 def one_run(method: str, seed: int, steps: int, train, test, args, sets: tuple[str, ...] = (), name: str | None = None) -> dict:
     out = Path(args.work) / f"{name or method}-{seed}"
     curve = out.with_name(out.name + ".curve.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     every = args.probe_every
     quarters = tuple(sorted({min(steps, round(steps * q / every) * every) or every for q in (0.25, 0.5, 0.75)} | {steps}))
     probe = TestProbe(train, test, every, linear_at=quarters, saved=lambda points: curve.write_text(json.dumps(points)))
