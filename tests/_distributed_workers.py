@@ -17,6 +17,7 @@ def run(rank, world, init_file, inputs, out_queue):
         result = {
             "mira": mira(shard(inputs["logits"]), iters=20, group=dist.group.WORLD),
             "sinkhorn": sinkhorn(shard(inputs["logits"]), iters=5, group=dist.group.WORLD),
+            "sinkhorn_far": sinkhorn(shard(inputs["far_logits"]), iters=5, group=dist.group.WORLD),
             "info_nce": loss.detach(),
             "info_nce_grad": z_a.grad,
         }

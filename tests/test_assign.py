@@ -1,4 +1,5 @@
 """MIRA's fixed point (Eq. 3-5) and SwAV's Sinkhorn-Knopp."""
+import importlib
 import inspect
 import math
 
@@ -91,6 +92,27 @@ def test_sinkhorn_matches_the_swav_linear_domain_recipe():
     torch.testing.assert_close(sinkhorn(scores, 0.05, 3), (q * b).T)
     assert torch.isfinite(sinkhorn(scores * 1e6)).all()
     assert math.isclose(sinkhorn(scores, 0.05, 3).sum().item(), 32, rel_tol=1e-9)
+
+
+def _log_domain_by_hand(scores, epsilon=0.05, iters=3):
+    log_q = scores.double() / epsilon
+    b, k = log_q.shape
+    for _ in range(iters):
+        log_q = log_q - torch.logsumexp(log_q, dim=0) - math.log(k)
+        log_q = log_q - torch.logsumexp(log_q, dim=1, keepdim=True) - math.log(b)
+    return (log_q + math.log(b)).exp()
+
+
+def test_sinkhorn_takes_the_scaling_path_at_swav_queue_size_and_the_log_domain_where_that_underflows(monkeypatch):
+    module = importlib.import_module("infomax.assign.sinkhorn")  # the module, which the package's `sinkhorn` function shadows
+    scores = torch.nn.functional.normalize(torch.randn(4096, 128), dim=1) @ torch.nn.functional.normalize(torch.randn(3000, 128), dim=1).T
+    with monkeypatch.context() as patch:  # SwAV's regime (256 + 3840 queued rows, 3000 prototypes) never needs the slow path
+        patch.setattr(module, "_log_domain", lambda *a: pytest.fail("cosine scores fell back to the log domain"))
+        fast = sinkhorn(scores)
+    torch.testing.assert_close(fast.double(), _log_domain_by_hand(scores), atol=1e-6, rtol=1e-4)  # float32 output
+    far = cosine_logits(b=24, k=6)
+    far[:12] -= 1e3  # half the rows underflow exp(S / eps) after the common shift
+    torch.testing.assert_close(sinkhorn(far), _log_domain_by_hand(far), atol=1e-12, rtol=1e-9)
 
 
 def defaults(fn):
