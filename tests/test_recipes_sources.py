@@ -1,4 +1,4 @@
-"""Every `-cifar10` recipe against the source it names: one cited reference per value, and the LARS
+"""Every `-cifar10` recipe (and a CPU recipe's value that cites one) against the source it names: one cited reference per value, and the LARS
 step each recipe runs against its source's formula, so that an edit drifting from a source fails.
 
 Sources (read for issue 22): solo-learn = github.com/vturrisi/solo-learn (scripts/pretrain/cifar/*.yaml,
@@ -59,6 +59,8 @@ TABLE = [
     ("swav-cifar10", "method.temperature", 0.1, SOLO + "swav.yaml temperature"),
     ("swav-cifar10", "method.queue_length", 3840, SOLO + "swav.yaml queue_size"),
     ("swav-cifar10", "method.queue_start_epoch", 50, SOLO + "swav.yaml epoch_queue_starts"),
+    ("swav-cpu", "method.queue_length", 3840, SOLO + "swav.yaml queue_size"),
+    ("swav-cpu", "method.queue_start_epoch", 50, SOLO + "swav.yaml epoch_queue_starts (past a CPU run's end: no queue)"),
     ("swav-cifar10", "method.epsilon", 0.05, "solo-learn solo/methods/swav.py sk_epsilon default"),
     ("swav-cifar10", "method.sinkhorn_iters", 3, "solo-learn solo/methods/swav.py sk_iters default"),
     ("swav-cifar10", "optim.lr", 0.6, SOLO + "swav.yaml optimizer.lr"),

@@ -1,6 +1,6 @@
 """SwAV (Caron et al., 2020, arXiv:2006.09882): codes from Sinkhorn-Knopp on the prototype scores
-of the two global crops (Eq. 3, App. A: L2-normalised embeddings, eps 0.05, 3 iterations, in the
-log domain and float64 here, so no score or lr overflows), predicted from every other crop by
+of the two global crops (Eq. 3, App. A: L2-normalised embeddings, eps 0.05, 3 iterations; see
+assign/sinkhorn.py for why no score or lr overflows), predicted from every other crop by
 swapped prediction at temperature 0.1 (Eq. 1-2), on SwAV's own views (the `swav` view set) unless
 data.views names others. The prototypes take no step in the first `freeze_prototypes_epochs` epochs.
 With small batches a queue of past global-crop embeddings joins the Sinkhorn batch (App. A:
