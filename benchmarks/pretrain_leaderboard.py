@@ -176,6 +176,10 @@ def write(stem: Path, record: dict) -> None:
         lines += [f"Runs came from {len(cpus)} CPU models ({'; '.join(f'{c}: {names}' for c, names in where.items())}). "
                   "Every run's step count comes from the pilots on the first machine, so the step axis and the final scores compare; "
                   "the CPU-seconds axis and the wall times are each machine's own.", ""]
+    for old in record.get("superseded", []):  # runs of an earlier recipe, kept in the record with why they left the table
+        run = old["run"]
+        lines += [f"Superseded, not in the table: {run['method']}-{run['seed']} ({run['steps']} steps, final kNN {run['curve'][-1]['knn_top1']:.1f}, "
+                  f"linear {run['linear_top1']:.1f}): {old['why']}", ""]
     if missing:
         lines += [f"**Partial**: {len(missing)} planned run(s) not done yet: {', '.join(missing)}. "
                   f"Continue with `--append --budget {budget:.0f} --stem {stem.name}`.", ""]
