@@ -66,7 +66,7 @@ def run_dataset(args, dataset: str, save=lambda rows: None) -> dict:
         for label, addon in ROWS:
             if (args.rows and addon not in args.rows) or (addon == "lr0" and (seed != args.seeds[0] or args.append)):
                 continue
-            if args.rows:
+            if args.rows and not args.append and seed == args.seeds[0]:  # a rerun row replaces its earlier seeds
                 rows[label] = []
             out = work / f"{args.base}-{addon or 'base'}-{seed}"
             started = time.perf_counter()

@@ -152,3 +152,23 @@ def test_the_whole_network_trains_on_fresh_views_without_train_from(tmp_path, st
     before, after = load_encoder(start).state_dict(), load_encoder(out / "encoder.safetensors").state_dict()
     assert all(not torch.equal(before[k], after[k]) for k in before if k.endswith("conv.weight") or k.endswith("0.weight"))
     assert "train_from: null" in (out / "config.yaml").read_text()
+
+
+def test_trained_prototypes_continue_unfrozen_and_fresh_ones_stay_frozen_for_their_epoch(tmp_path, start):
+    swav = ["--dataset", "digits", "--batch-size", "64", "--set", "method.num_prototypes=16", "--set", "method.projector_hidden=32",
+            "--set", "method.projector_out=32", "--set", "data.views=simclr"]
+    pre = tmp_path / "pre"
+    assert main(["pretrain", "--method", "swav", *swav, "--max-steps", "3", "--set", "model.options.width=8",
+                 "--set", "run.knn_every=0", "--out", str(pre)]) == 0
+    from infomax import config as C
+    from infomax.runs.rundir import load_tensors
+
+    assert C.load(pre / "config.yaml").method.freeze_prototypes_epochs == 1
+    out = tmp_path / "cont"
+    assert run("--init", str(pre), "--epochs", "1", "--cached-views", "2", "--dataset", "digits", "--out", str(out)) == 0
+    assert C.load(out / "config.yaml").method.freeze_prototypes_epochs == 0
+    key = next(k for k in load_tensors(pre / "state.safetensors") if "prototypes" in k)
+    assert not torch.equal(load_tensors(pre / "state.safetensors")[key], load_tensors(out / "state.safetensors")[key])
+    fresh = tmp_path / "fresh"
+    assert run("--init", start, "--method", "swav", *swav, "--epochs", "1", "--cached-views", "2", "--out", str(fresh)) == 0
+    assert C.load(fresh / "config.yaml").method.freeze_prototypes_epochs == 1

@@ -33,7 +33,8 @@ FLAGS = ("init", "lr_scale", "train_from", "cached_views", "train_images", "eval
 def resolve(init: str, method: str | None, recipe: str | None, addons: list[str], sets: list[str], flags: dict,
             continued: dict, out: Path, resume: bool) -> C.TrainConfig:
     """The recipe of the base method with the continue settings: the start encoder, lr x lr_scale (once),
-    a constant lr without warm-up, 10 epochs, no kNN monitor; then flags and --set as for pretrain.
+    a constant lr without warm-up, 10 epochs, no kNN monitor, the prototypes of a run unfrozen from the
+    first step; then flags and --set as for pretrain.
     A recipe written for continue (with a `continued` section, as a continue run's config.yaml) is taken
     as written: its lr, schedule, resolution, add-ons and continue settings, under the flags."""
     from ..methods.addons import parse
@@ -61,6 +62,8 @@ def resolve(init: str, method: str | None, recipe: str | None, addons: list[str]
             optim["lr"] = float(optim.get("lr", C.OptimConfig.lr)) * settings.lr_scale
             tree.setdefault("schedule", {}).update({"epochs": 10, "max_steps": None, "warmup_epochs": 0.0, "warmup_steps": 0,
                                                     "decay": "constant"})
+            if start.has_trained_prototypes(tree.get("method", {}).get("name")):  # prototypes are frozen only while random (SwAV App. A)
+                tree["method"]["freeze_prototypes_epochs"] = 0
         tree.setdefault("run", {}).update({"knn_every": 0, "linear_every": 0})  # no held-out slice: every image trains
         data = tree.setdefault("data", {})
         data.update({k.split(".", 1)[1]: v for k, v in flags.items() if k.startswith("data.") and v is not None})
@@ -102,6 +105,15 @@ class StartingPoint:
                                download=bool(data.get("download")), image_size=data.get("image_size"),
                                source=data.get("source", C.DataConfig.source))
         return default_resolution(build_encoder(self.encoder_path), dataset)
+
+    def has_trained_prototypes(self, name: str | None) -> bool:
+        """Whether this start holds trained prototypes for method `name` (a run of it with saved heads)."""
+        from ..methods import settings_of
+
+        if self.run is None or not (self.run / "state.safetensors").exists() or not (self.run / CONFIG).is_file():
+            return False
+        fields = {f.name for f in dataclasses.fields(settings_of(name))} if name else set()
+        return "freeze_prototypes_epochs" in fields and C.load_recipe(str(self.run / CONFIG)).get("method", {}).get("name") == name
 
     def created(self, method) -> list[str]:
         """The method's parts (heads) this start has none of: created afresh."""
