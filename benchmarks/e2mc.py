@@ -64,7 +64,7 @@ def run_dataset(args, dataset: str, save=lambda rows: None) -> dict:
     before = None
     for seed in args.seeds:
         for label, addon in ROWS:
-            if (args.rows and addon not in args.rows) or (addon == "lr0" and (seed != args.seeds[0] or args.append)):
+            if (args.rows and (addon or "base") not in args.rows) or (addon == "lr0" and (seed != args.seeds[0] or args.append)):
                 continue
             if args.rows and not args.append and seed == args.seeds[0]:  # a rerun row replaces its earlier seeds
                 rows[label] = []
@@ -175,7 +175,7 @@ def main() -> None:
     p.add_argument("--work", default="/tmp/infomax-e2mc")
     p.add_argument("--render-only", action="store_true")
     p.add_argument("--fresh", action="store_true", help="drop the datasets of an earlier results file")
-    p.add_argument("--rows", default="", help="only these rows (e.g. lr0,e2mc), merged into the dataset's earlier rows")
+    p.add_argument("--rows", default="", help="only these rows (e.g. base,lr0,e2mc), merged into the dataset's earlier rows")
     p.add_argument("--append", action="store_true", help="add these --seeds to the dataset's earlier rows")
     args = p.parse_args()
     stem = RESULTS / (args.stem or f"e2mc_{args.base}")
