@@ -1,6 +1,7 @@
 """engine/continued.py beyond "it runs": `continue` with a teacher method (BYOL with an add-on, MIRA) trains
 the student and its EMA teacher starts from the loaded student and follows it (after one step the teacher
-is m * the pretrain run's student + (1 - m) * the student after the step, read from the two runs' files);
+is m * the pretrain run's student + (1 - m) * the student after the step, read from the two runs' files),
+except MIRA's prototypes, which the teacher shares with the student;
 and the before/after features are those of the encoder in eval mode, leaving its batch-norm statistics
 as they were, with and without --train-from."""
 import copy
@@ -16,6 +17,7 @@ from infomax.models import build_encoder, save_encoder
 SMALL = {"byol": ["method.predictor_hidden=8"], "mira": ["method.num_prototypes=16"]}
 HEADS = ["method.projector_hidden=16", "method.projector_out=8"]
 BUFFERS = ("running_mean", "running_var", "num_batches_tracked", "input_mean", "input_std")
+SHARED = {"mira": ("prototypes.weight",)}  # trained prototypes train from the first continued step
 MOMENTUM = 0.5  # the teacher's momentum at step 0 of 1 is its base: teacher = 0.5 start + 0.5 student
 
 
@@ -59,6 +61,8 @@ def test_continue_with_a_teacher_method_trains_and_the_teacher_follows_the_loade
     for name, value in teacher.items():
         if name.endswith(BUFFERS):  # batch-norm statistics are the student's
             assert torch.equal(value, after[name]), name
+        elif name in SHARED.get(method, ()):  # copied from the student after the EMA update (MIRA's teacher_head)
+            assert torch.equal(value, after[name]) and not torch.equal(value, start[name]), name
         else:
             expected = MOMENTUM * start[name] + (1 - MOMENTUM) * after[name]
             torch.testing.assert_close(value, expected, msg=lambda m, name=name: f"{name}: {m}")
