@@ -40,20 +40,28 @@ from infomax.engine.continued import continue_pretraining, resolve  # noqa: E402
 RESULTS = Path(__file__).parent / "results"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 ROWS = (("base loss only", None), ("+ VCReg", "vcreg"), ("+ uniformity", "uniformity"), ("+ MMCR", "mmcr"), ("+ SIGReg", "sigreg"),
-        ("+ E2MC", "e2mc"), ("control: lr 1e-12 (batch-norm statistics only)", "lr0"))  # the control runs at the first seed only
+        ("+ E2MC", "e2mc"), ("+ E2MC, beta and gamma chosen on validation", "e2mc-chosen"), ("control: lr 1e-12 (batch-norm statistics only)", "lr0"))  # the control runs at the first seed only
 COLUMNS = (("1% linear", "fewshot_1pct_top1_mean"), ("10% linear", "fewshot_10pct_top1_mean"), ("100% linear", "linear_top1"),
            ("kNN", "knn_top1"), ("NN overlap", "nn_distance_overlap"))
 
 
 def config_for(args, dataset: str, base: str, addon: str | None, seed: int, out: Path):
-    """`addon` "lr0": the base loss at lr 1e-12 (0 is refused), so only the tail's batch-norm running statistics move."""
+    """`addon` "lr0": the base loss at lr 1e-12 (0 is refused), so only the tail's batch-norm running statistics move;
+    "e2mc-chosen": E2MC at --e2mc-chosen's beta and gamma (benchmarks/e2mc_weights.py chooses them on validation)."""
     sets = list(args.set) + (["optim.lr=1e-12"] if addon == "lr0" else [])
-    addon = None if addon == "lr0" else addon
+    addon = None if addon == "lr0" else chosen_spec(args) if addon == "e2mc-chosen" else addon
     flags = {"data.dataset": dataset, "data.data_root": args.data_root, "optim.batch_size": args.batch_size,
              "schedule.epochs": args.epochs, "run.seed": seed, "run.progress": False}
     continued = {"lr_scale": args.lr_scale, "train_from": args.train_from or None,
                  "cached_views": args.cached_views if args.train_from else None, "train_images": args.train_images or None}
     return resolve(args.init, base, None, [addon] if addon else [], sets, flags, continued, out, False)
+
+
+def chosen_spec(args) -> str:
+    if not getattr(args, "e2mc_chosen", None):
+        raise SystemExit("the e2mc-chosen row needs --e2mc-chosen BETA,GAMMA (from benchmarks/e2mc_weights.py).")
+    beta, gamma = (float(v) for v in args.e2mc_chosen.split(","))
+    return f"e2mc:beta={beta:g},gamma={gamma:g}"
 
 
 def run_dataset(args, dataset: str, save=lambda rows: None) -> dict:
@@ -64,7 +72,8 @@ def run_dataset(args, dataset: str, save=lambda rows: None) -> dict:
     before = None
     for seed in args.seeds:
         for label, addon in ROWS:
-            if (args.rows and (addon or "base") not in args.rows) or (addon == "lr0" and (seed != args.seeds[0] or args.append)):
+            if ((args.rows and (addon or "base") not in args.rows) or (addon == "lr0" and (seed != args.seeds[0] or args.append))
+                    or (addon == "e2mc-chosen" and not args.e2mc_chosen)):
                 continue
             if args.rows and not args.append and seed == args.seeds[0]:  # a rerun row replaces its earlier seeds
                 rows[label] = []
@@ -76,7 +85,8 @@ def run_dataset(args, dataset: str, save=lambda rows: None) -> dict:
                   file=sys.stderr, flush=True)
             before = {k[len("before/"):]: v for k, v in result.items() if k.startswith("before/")}
             rows.setdefault(label, []).append({**{k[len("after/"):]: v for k, v in result.items() if k.startswith("after/")},
-                                               "train_seconds": result["train_seconds"], "steps": result["steps"]})
+                                               "train_seconds": result["train_seconds"], "steps": result["steps"],
+                                               **({"addon": chosen_spec(args)} if addon == "e2mc-chosen" else {})})
             save({"no continued training": [before], **{k: rows[k] for k in _order(rows)}})
     return {"no continued training": [before], **{k: rows[k] for k in _order(rows)}}
 
@@ -130,7 +140,8 @@ def summarise(values: list[float]) -> str:
 def render(data: dict) -> str:
     start = data["args"].get("init", "efficientnet-lite0")
     title = "EfficientNet-Lite0 (ImageNet)" if start == "efficientnet-lite0" else f"the {data['args']['base']} run {start}"
-    rerun = shlex.join(data["args"].get("argv", [])) or "python benchmarks/e2mc.py"
+    commands = data.get("invocations") or [data["args"].get("argv") or ["python", "benchmarks/e2mc.py"]]
+    rerun = "`, then `".join(shlex.join(c) for c in commands)
     lines = [f"# E2MC continued pre-training of {title}, base {data['args']['base']}", "",
              f"{data['machine']['cpu']}, {data['machine']['torch_threads']} threads, torch {data['machine']['torch']}, "
              f"{data['machine']['date']}; rerun: `{rerun}`.", "",
@@ -139,6 +150,8 @@ def render(data: dict) -> str:
         seeds = max((len(runs) for label, runs in result["rows"].items() if label != "no continued training"), default=0)
         lines += [f"## {dataset} ({seeds} training seed{'s' if seeds != 1 else ''}; the control row: the first seed)", "", "| row | " + " | ".join(c for c, _ in COLUMNS) + " |", "|---" * (len(COLUMNS) + 1) + "|"]
         for label, runs in result["rows"].items():
+            spec = runs[0].get("addon", "")
+            label = f"{label} ({spec[len('e2mc:'):].replace('=', ' ').replace(',', ', ')})" if spec else label
             lines.append(f"| {label} | " + " | ".join(summarise([r[key] for r in runs]) for _, key in COLUMNS) + " |")
         t = result.get("timing")
         if t:
@@ -177,6 +190,7 @@ def main() -> None:
     p.add_argument("--fresh", action="store_true", help="drop the datasets of an earlier results file")
     p.add_argument("--rows", default="", help="only these rows (e.g. base,lr0,e2mc), merged into the dataset's earlier rows")
     p.add_argument("--append", action="store_true", help="add these --seeds to the dataset's earlier rows")
+    p.add_argument("--e2mc-chosen", default="", help="BETA,GAMMA: adds the row e2mc-chosen (E2MC at these weights)")
     args = p.parse_args()
     stem = RESULTS / (args.stem or f"e2mc_{args.base}")
     if args.render_only:
@@ -196,7 +210,10 @@ def main() -> None:
         args.timing = 0  # the whole-vs-tail timing is of EfficientNet-Lite0's tail protocol
     args.earlier = {}
     if stem.with_suffix(".json").exists() and not args.fresh:  # another dataset's rows from an earlier invocation stay
-        data["datasets"] = json.loads(stem.with_suffix(".json").read_text()).get("datasets", {})
+        earlier = json.loads(stem.with_suffix(".json").read_text())
+        data["datasets"] = earlier.get("datasets", {})
+        if args.rows or args.append:  # this invocation adds to the earlier ones' rows: the rerun takes them all
+            data["invocations"] = (earlier.get("invocations") or [earlier["args"]["argv"]]) + [data["args"]["argv"]]
         args.earlier = {k: v for k, v in data["datasets"].items()} if args.rows or args.append else {}
     def save(dataset, rows):
         data["datasets"][dataset] = {**data["datasets"].get(dataset, {}), "rows": rows}
