@@ -196,7 +196,7 @@ def write(stem: Path, record: dict) -> None:
     best = max(order, key=lambda m: _mean(r["curve"][-1]["knn_top1"] for r in by_method[m]))
     best_knn = _mean(r["curve"][-1]["knn_top1"] for r in by_method[best])
     lines += ["", f"Untrained encoders: kNN {_fmt(untrained)}; the best method, {best}, ends {best_knn - _mean(untrained):+.1f} points "
-              f"above them (target +25). Mean ± std over seeds (a single value: one seed so far). "
+              f"above them (target +25). Mean ± std over seeds (a single value where a method has one seed so far). "
               f"The step-{first} column compares equal numbers of optimiser steps (equal images seen, per epoch as the "
               "papers plot it); the early column interpolates each curve at a quarter of the shortest run's CPU time.", ""]
     lines += separation(by_method, order)
