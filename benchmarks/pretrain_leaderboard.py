@@ -3,9 +3,10 @@
 Each method trains with its CPU recipe (`infomax/recipes/METHOD-cpu.yaml`, the CPU default
 precision: bf16 autocast where the CPU has it) for the same budget of process CPU time: a pilot
 measures each method's CPU-seconds per step (all pilots first, side by side), and each run's step
-count is set so that its cosine schedule ends at the budget. CPU time, not wall time, because these
-machines are shared: it counts the work a run did, whatever ran beside it; each run's wall time is
-reported too. The test-split kNN probe (k=20, T=0.07, 10,000 training images vote for the 10,000
+count is set so that its cosine schedule ends at the budget. The table's and the plot's CPU-time axis is
+steps x that pilot's CPU-seconds per step: one machine's clock for every run, whichever machine ran it,
+and blind to what ran beside it (a second job on these 2 cores inflated a run's own process CPU time
+2.8x: hydes-0's first 500 steps); each run's own CPU time and wall time stay in the JSON. The test-split kNN probe (k=20, T=0.07, 10,000 training images vote for the 10,000
 test images, eval mode, plain view) runs every `--probe-every` steps and at the end, its own time
 not counted; at the probes nearest a quarter, half, three quarters and the end of a run the linear
 probe (eval/linear.py, L2 chosen on a split of the 10,000 training features, never on test) is
@@ -150,11 +151,17 @@ def _mean(values) -> float:
     return statistics.fmean(values)
 
 
+def on_pilot_clock(run: dict, per_step: dict) -> dict:
+    """The run with its curve's CPU-seconds replaced by steps x its method's pilot CPU-seconds per step."""
+    return {**run, "curve": [{**point, "cpu_s": point["step"] * per_step[run["method"]]} for point in run["curve"]]}
+
+
 def write(stem: Path, record: dict) -> None:
-    runs, budget, per_step, facts = record["runs"], record["budget_cpu_s"], record["cpu_s_per_step"], record["machine"]
+    budget, per_step, facts = record["budget_cpu_s"], record["cpu_s_per_step"], record["machine"]
     stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
-    if not runs:
+    if not record["runs"]:
         return
+    runs = [on_pilot_clock(run, per_step) for run in record["runs"]]
     by_method: dict[str, list[dict]] = {}
     for run in runs:
         by_method.setdefault(run["method"], []).append(run)
@@ -168,14 +175,14 @@ def write(stem: Path, record: dict) -> None:
     cpus = {r.get("cpu", facts["cpu"]) for r in runs}
     lines = [f"# {len(planned['methods'])} pretraining methods at one CPU budget (CIFAR-10, CPU recipes){' (PARTIAL)' if missing else ''}", "",
              f"{facts['cpu']}, {facts['torch_threads']} threads, {facts['date']}; budget {budget:.0f} process CPU-seconds "
-             f"of training per run (steps set from a pilot); precision {', '.join(precisions)}; seeds {', '.join(map(str, seeds))}. "
+             f"of training per run (steps set from a pilot, CPU-seconds below = steps x the pilot's CPU-s / step); precision {', '.join(precisions)}; seeds {', '.join(map(str, seeds))}. "
              "kNN (k=20, T=0.07) and a linear probe from 10,000 training images to the 10,000 test images, encoder in eval mode. "
              f"Rerun: `python benchmarks/pretrain_leaderboard.py --budget {budget:.0f} --stem {stem.name}`.", ""]
     if len(cpus) > 1:
         where = {c: ", ".join(f"{r['method']}-{r['seed']}" for r in runs if r.get("cpu", facts["cpu"]) == c) for c in sorted(cpus)}
         lines += [f"Runs came from {len(cpus)} CPU models ({'; '.join(f'{c}: {names}' for c, names in where.items())}). "
-                  "Every run's step count comes from the pilots on the first machine, so the step axis and the final scores compare; "
-                  "the CPU-seconds axis and the wall times are each machine's own.", ""]
+                  "Every run's step count and its CPU-seconds axis come from the pilots on the first machine, so both axes and "
+                  "the final scores compare; the wall times are each machine's own.", ""]
     for old in record.get("superseded", []):  # runs of an earlier recipe, kept in the record with why they left the table
         run = old["run"]
         lines += [f"Superseded, not in the table: {run['method']}-{run['seed']} ({run['steps']} steps, final kNN {run['curve'][-1]['knn_top1']:.1f}, "
@@ -262,7 +269,7 @@ def plot(by_method: dict, path: str, budget: float) -> None:
             by_images.plot([p["step"] * BATCH / 1e6 for p in run["curve"]], knn, **style)
             by_cpu.plot([p["cpu_s"] for p in run["curve"]], knn, **style)
     by_images.set(xlabel="images seen (millions; 2 views each)", ylabel="kNN top-1 on the test split (%)")
-    by_cpu.set(xlabel="training time (process CPU-seconds)")
+    by_cpu.set(xlabel="training time (steps x the pilot's process CPU-seconds per step)")
     fig.suptitle(f"CIFAR-10, CPU recipes, {budget:.0f} CPU-s per run")
     for ax in (by_images, by_cpu):
         ax.grid(alpha=0.3)
