@@ -299,6 +299,7 @@ def _recipes(args: argparse.Namespace) -> int:
 def add_pretrain(verbs) -> None:
     from .engine.pretrain import ACCELERATORS, PRECISIONS
     from .methods import METHODS
+    from .methods.addons import ADDONS
 
     p = verbs.add_parser("pretrain", help=f"self-supervised pretraining of an encoder ({', '.join(METHODS)})",
                          description="Options left out take the recipe's value (`infomax recipes NAME` prints them).")
@@ -306,7 +307,7 @@ def add_pretrain(verbs) -> None:
     p.add_argument("--recipe", metavar="NAME|FILE", help="a recipe from `infomax recipes` or a YAML file")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting, e.g. optim.lr=0.1 (repeatable)")
     p.add_argument("--add", action="append", metavar="NAME[:key=value,...]",
-                   help="an add-on loss on the method's embeddings (e2mc, vcreg, uniformity, mmcr), as for `infomax continue`")
+                   help=f"an add-on loss on the method's embeddings ({', '.join(ADDONS)}), as for `infomax continue`")
     p.add_argument("--dataset", help="any dataset the data layer knows (cifar10, fashion-mnist, digits, mnist-5k, ...)")
     add_data_root(p)
     add_source(p)
@@ -322,7 +323,7 @@ def add_pretrain(verbs) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the method")
     p.add_argument("--abort-on-collapse", dest="abort_on_collapse", action="store_true", help="stop when the embedding collapses")
     p.add_argument("--out", required=True, metavar="DIR")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (its config.yaml; only epochs and logging may change)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (its config.yaml; only epochs, steps, checkpointing, logging and data loading may change)")
     p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
     p.set_defaults(handler=_pretrain)
     r = verbs.add_parser("recipes", help="list the shipped training recipes with their sources; NAME: its resolved config")
@@ -422,7 +423,7 @@ def add_finetune(verbs) -> None:
     p.add_argument("--rescale", choices=["softmax", "sigmoid"])
     p.add_argument("--no-baseline-check", dest="baseline_check", action="store_false", default=None,
                    help="skip training the cat-cross baseline on the same labels (in OUT/baseline) to compare on validation")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out (its config.yaml; only epochs and logging may change)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out (its config.yaml; only epochs, steps, checkpointing, logging, data loading and the device may change)")
     p.add_argument("--overwrite", action="store_true", help="delete the run in --out and start again")
     p.set_defaults(handler=_finetune)
     q = verbs.add_parser("predict", help="classify images with a fine-tuned run")
