@@ -185,8 +185,10 @@ def write(stem: Path, record: dict) -> None:
                   "the final scores compare; the wall times are each machine's own.", ""]
     for old in record.get("superseded", []):  # runs of an earlier recipe, kept in the record with why they left the table
         run = old["run"]
-        lines += [f"Superseded, not in the table: {run['method']}-{run['seed']} ({run['steps']} steps, final kNN {run['curve'][-1]['knn_top1']:.1f}, "
-                  f"linear {run['linear_top1']:.1f}): {old['why']}", ""]
+        now = [r for r in runs if (r["method"], r["seed"]) == (run["method"], run["seed"])]
+        rerun = f" The rerun in the table: final kNN {now[0]['curve'][-1]['knn_top1']:.1f}, linear {now[0]['linear_top1']:.1f}." if now else ""
+        lines += [f"Superseded, not in the table: {run['method']}-{run['seed']} ({run['steps']} steps, {run.get('precision', '32-true')}, "
+                  f"final kNN {run['curve'][-1]['knn_top1']:.1f}, linear {run['linear_top1']:.1f}): {old['why']}{rerun}", ""]
     if missing:
         lines += [f"**Partial**: {len(missing)} planned run(s) not done yet: {', '.join(missing)}. "
                   f"Continue with `--append --budget {budget:.0f} --stem {stem.name}`.", ""]
