@@ -226,18 +226,22 @@ def _linear_at(group: list[dict], fraction: float) -> str:
 
 
 def separation(by_method: dict, order: list[str]) -> list[str]:
-    """Whether neighbours in the ranking differ by more than twice their seed spread (final kNN)."""
-    rows = []
+    """Whether neighbours in the ranking differ by more than twice their seed spread (final kNN), and the tiers
+    that makes: a method not separated from the one above it joins that one's tier."""
+    rows, tiers = [], [[order[0]]]
     for upper, lower in zip(order, order[1:]):
         a = [r["curve"][-1]["knn_top1"] for r in by_method[upper]]
         b = [r["curve"][-1]["knn_top1"] for r in by_method[lower]]
+        gap = _mean(a) - _mean(b)
         if len(a) < 2 or len(b) < 2:
-            rows.append(f"{upper} > {lower}: gap {_mean(a) - _mean(b):.1f}, spread unknown (one seed)")
+            rows.append(f"{upper} > {lower}: gap {gap:.1f}, spread unknown (one seed)")
+            tiers[-1].append(lower)
             continue
         spread = max(statistics.stdev(a), statistics.stdev(b))
-        gap = _mean(a) - _mean(b)
-        rows.append(f"{upper} > {lower}: gap {gap:.1f} {'>' if gap > 2 * spread else '<='} 2 x spread {2 * spread:.1f}")
-    return ["Ranking gaps (final kNN) against twice the larger seed std of the pair: " + "; ".join(rows) + "."]
+        rows.append(f"{upper} > {lower}: gap {gap:.2f} {'>' if gap > 2 * spread else '<='} 2 x spread {2 * spread:.2f}")
+        tiers.append([lower]) if gap > 2 * spread else tiers[-1].append(lower)
+    return ["Ranking gaps (final kNN) against twice the larger seed std of the pair: " + "; ".join(rows) + ".", "",
+            f"Tiers (separated from each other): {' > '.join('{' + ', '.join(t) + '}' for t in tiers)}."]
 
 
 def verdicts(by_method: dict, early: float, first: int = FIRST) -> list[str]:
