@@ -1,7 +1,8 @@
 """Every pretraining method at one compute budget on real CIFAR-10, 2 seeds (issues 11 and 25).
 
-Each method trains with its CPU recipe (`infomax/recipes/METHOD-cpu.yaml`, the CPU default
-precision: bf16 autocast where the CPU has it) for the same budget of process CPU time: a pilot
+Each method trains with its CPU recipe (`infomax/recipes/METHOD-cpu.yaml`) at the record's one precision
+(the first machine's CPU default, bf16 autocast where it has native bf16, kept on every later machine,
+emulated there if need be, so the table never mixes precisions) for the same budget of process CPU time: a pilot
 measures each method's CPU-seconds per step (all pilots first, side by side), and each run's step
 count is set so that its cosine schedule ends at the budget. The table's and the plot's CPU-time axis is
 steps x that pilot's CPU-seconds per step: one machine's clock for every run, whichever machine ran it,
@@ -44,6 +45,7 @@ from infomax.data.dataset import load_dataset  # noqa: E402
 from infomax.engine.pretrain import pretrain  # noqa: E402
 from infomax.eval.linear import linear_probe  # noqa: E402
 from infomax.models import build_encoder  # noqa: E402
+from infomax.precision import native_precision  # noqa: E402
 from infomax.runs import rundir  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -124,6 +126,7 @@ def main() -> None:
                    "probe_every": args.probe_every, "planned": {"methods": sorted(set(record.get("planned", {}).get("methods", [])) | set(methods)),
                                                                 "seeds": sorted(set(record.get("planned", {}).get("seeds", [])) | set(seeds))}})
     record.setdefault("runs", [])
+    precision = record.setdefault("precision", next((r["precision"] for r in record["runs"]), native_precision("cpu")))
     per_step = record.setdefault("cpu_s_per_step", {})
     train, test = load_dataset("cifar10", "train", args.data_root), load_dataset("cifar10", "test", args.data_root)
     for m in methods:
@@ -138,7 +141,7 @@ def main() -> None:
                 continue
             steps = _started_steps(Path(args.work) / f"{method}-{seed}") or max(20, int(args.budget / per_step[method]) // 10 * 10)
             print(f"{method} seed {seed}: {steps} steps", flush=True)
-            record["runs"].append(one_run(method, seed, steps, train, test, args))
+            record["runs"].append(one_run(method, seed, steps, train, test, args, sets=(f"run.precision={precision}",)))
             write(stem, record)
     write(stem, record)
 
