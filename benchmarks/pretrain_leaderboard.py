@@ -229,22 +229,24 @@ def _linear_at(group: list[dict], fraction: float) -> str:
 
 
 def separation(by_method: dict, order: list[str]) -> list[str]:
-    """Whether neighbours in the ranking differ by more than twice their seed spread (final kNN), and the tiers
-    that makes: a method not separated from the one above it joins that one's tier."""
+    """Whether neighbours in the ranking differ by more than twice their seed spread (final kNN), and tiers: a
+    new tier starts at the first method separated so from the current tier's best (one-seed methods join it)."""
+    finals = {m: [r["curve"][-1]["knn_top1"] for r in by_method[m]] for m in order}
+
+    def separated(upper: str, lower: str) -> tuple[float, float | None]:
+        a, b = finals[upper], finals[lower]
+        spread = max(statistics.stdev(a), statistics.stdev(b)) if len(a) > 1 and len(b) > 1 else None
+        return _mean(a) - _mean(b), spread
+
     rows, tiers = [], [[order[0]]]
     for upper, lower in zip(order, order[1:]):
-        a = [r["curve"][-1]["knn_top1"] for r in by_method[upper]]
-        b = [r["curve"][-1]["knn_top1"] for r in by_method[lower]]
-        gap = _mean(a) - _mean(b)
-        if len(a) < 2 or len(b) < 2:
-            rows.append(f"{upper} > {lower}: gap {gap:.1f}, spread unknown (one seed)")
-            tiers[-1].append(lower)
-            continue
-        spread = max(statistics.stdev(a), statistics.stdev(b))
-        rows.append(f"{upper} > {lower}: gap {gap:.2f} {'>' if gap > 2 * spread else '<='} 2 x spread {2 * spread:.2f}")
-        tiers.append([lower]) if gap > 2 * spread else tiers[-1].append(lower)
+        gap, spread = separated(upper, lower)
+        rows.append(f"{upper} > {lower}: gap {gap:.1f}, spread unknown (one seed)" if spread is None else
+                    f"{upper} > {lower}: gap {gap:.2f} {'>' if gap > 2 * spread else '<='} 2 x spread {2 * spread:.2f}")
+        gap, spread = separated(tiers[-1][0], lower)
+        tiers.append([lower]) if spread is not None and gap > 2 * spread else tiers[-1].append(lower)
     return ["Ranking gaps (final kNN) against twice the larger seed std of the pair: " + "; ".join(rows) + ".", "",
-            f"Tiers (separated from each other): {' > '.join('{' + ', '.join(t) + '}' for t in tiers)}."]
+            f"Tiers (a tier's members are within twice the seed spread of its best): {' > '.join('{' + ', '.join(t) + '}' for t in tiers)}."]
 
 
 def verdicts(by_method: dict, early: float, first: int = FIRST) -> list[str]:
