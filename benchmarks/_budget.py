@@ -85,14 +85,14 @@ def config_for(method: str, seed: int, steps: int | None, data_root: str, sets: 
     return C.build_config(tree)
 
 
-def pilot_cpu_per_step(method: str, work: Path, data_root: str) -> float:
+def pilot_cpu_per_step(method: str, work: Path, data_root: str, sets: tuple[str, ...] = ()) -> float:
     marks = {}
 
     def mark(loop, terms):
         marks[loop.step] = time.process_time()
         return {}
 
-    pretrain(config_for(method, 0, 30, data_root), work / f"pilot-{method}", overwrite=True, watch=(mark,))
+    pretrain(config_for(method, 0, 30, data_root, sets), work / f"pilot-{method}", overwrite=True, watch=(mark,))
     return (marks[30] - marks[10]) / 20
 
 

@@ -127,11 +127,12 @@ def main() -> None:
                                                                 "seeds": sorted(set(record.get("planned", {}).get("seeds", [])) | set(seeds))}})
     record.setdefault("runs", [])
     precision = record.setdefault("precision", next((r["precision"] for r in record["runs"]), native_precision("cpu")))
+    pinned = (f"run.precision={precision}",)
     per_step = record.setdefault("cpu_s_per_step", {})
     train, test = load_dataset("cifar10", "train", args.data_root), load_dataset("cifar10", "test", args.data_root)
     for m in methods:
         if m not in per_step:
-            per_step[m] = pilot_cpu_per_step(m, Path(args.work), args.data_root)
+            per_step[m] = pilot_cpu_per_step(m, Path(args.work), args.data_root, pinned)
             print(f"pilot {m}: {per_step[m]:.3f} CPU-s per step", flush=True)
             write(stem, record)  # a run stopped before its end resumes with the step count this pilot set
     done = {(r["method"], r["seed"]) for r in record["runs"]}
@@ -141,7 +142,7 @@ def main() -> None:
                 continue
             steps = _started_steps(Path(args.work) / f"{method}-{seed}") or max(20, int(args.budget / per_step[method]) // 10 * 10)
             print(f"{method} seed {seed}: {steps} steps", flush=True)
-            record["runs"].append(one_run(method, seed, steps, train, test, args, sets=(f"run.precision={precision}",)))
+            record["runs"].append(one_run(method, seed, steps, train, test, args, sets=pinned))
             write(stem, record)
     write(stem, record)
 

@@ -6,7 +6,7 @@ unit row: alternate column and row normalisations, `iters` times, ending on rows
 scalings are two vectors, so each iteration costs two matrix-vector products on the
 kernel exp(S / eps) (shifted by the peak score): with
 SwAV's queue (4096 x 3000 per crop) a log-domain pass over the whole matrix per
-normalisation cost 20x more. Where a prototype's kernel column underflows (scores far
+normalisation costs 3.9x more (benchmarks/results/sinkhorn_speed.md). Where a prototype's kernel column underflows (scores far
 outside [-1, 1], or a tiny eps), it falls back to the log domain, where no score scale
 can overflow. Under DDP the per-prototype sums run over every rank's samples of `group`,
 and every rank takes the same path. No gradient; float32 inside (float64 for float64
